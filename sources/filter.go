@@ -1,0 +1,291 @@
+package sources
+
+import (
+	"math"
+	"sort"
+)
+
+// The per-source filter.
+//
+// Samples are kept in the timescale of the free-running oscillator ("raw
+// time", u): the engine knows every correction it made to the clock, so it
+// can undo them, and the filter then sees a smooth signal — the oscillator's
+// offset from the source, y = T − u — that the steering never disturbs (the
+// feed-forward design RADclock uses). The state is that offset and its rate
+// (x, b), tracked by a Kalman filter whose process noise models the
+// oscillator's random-walk frequency wander.
+//
+// On every new sample the filter is run again over the whole window (at most
+// windowSize samples; a 2×2 filter costs nothing) for a grid of wander
+// levels, and the level with the greatest likelihood wins. Re-running lets
+// every sample be weighted by the path delay as it is known now: a sample's
+// error can be no larger than half its delay in excess of the path's minimum
+// delay, so samples near the minimum are trusted most, and the minimum is
+// re-learned as samples come and go.
+
+const (
+	windowSize = 128
+	// outlierSigma: an innovation beyond this many standard deviations is an
+	// outlier (not used, but counted in the likelihood as this many sigma).
+	outlierSigma = 5.0
+	// stepSamples consecutive outliers on one side that agree with each other
+	// mean the source's time jumped: the filter restarts from them.
+	stepSamples = 3
+	// priorFrequencyVar is the variance of the frequency before any data
+	// when no drift file gives it: (1000 ppm)².
+	priorFrequencyVar = 1e-6
+	// measurementFloor is the smallest measurement error assumed (s).
+	measurementFloor = 100e-9
+)
+
+// wanderGrid holds the random-walk frequency noise levels (spectral density,
+// 1/s) the filter chooses among.
+var wanderGrid = [...]float64{1e-20, 1e-19, 1e-18, 1e-17, 1e-16, 1e-15, 1e-14, 1e-13, 1e-12}
+
+// wanderPrior is the typical wander of a quartz oscillator in a stable room,
+// and wanderPriorDecades how far (in decades, one sigma) it may be off.
+const (
+	wanderPrior        = 1e-18
+	wanderPriorDecades = 2.0
+)
+
+type sample struct {
+	u         float64 // raw time of the measurement
+	y         float64 // true minus raw time at u
+	offset    float64 // the measured offset (true minus local), for status
+	delay     float64
+	precision float64
+	outlier   bool
+}
+
+type estimate struct {
+	u        float64 // raw time of the last sample used
+	x, b     float64 // offset (T − u) and its rate at u
+	p00      float64 // variances and covariance
+	p01, p11 float64
+	q        float64 // wander (1/s)
+}
+
+// at extrapolates the estimate to raw time u: the offset, and its variance.
+func (e *estimate) at(u float64) (x, variance float64) {
+	d := u - e.u
+	x = e.x + e.b*d
+	variance = e.p00 + 2*d*e.p01 + d*d*e.p11
+	if d > 0 {
+		variance += e.q * d * d * d / 3
+	}
+	return x, variance
+}
+
+// frequencyVar is the variance of the rate at raw time u.
+func (e *estimate) frequencyVar(u float64) float64 {
+	d := u - e.u
+	if d < 0 {
+		d = 0
+	}
+	return e.p11 + e.q*d
+}
+
+type filter struct {
+	win   []sample // oldest first
+	est   estimate
+	valid bool
+	// priorB and priorBVar give the frequency before the first sample.
+	priorB, priorBVar float64
+	minDelay          float64
+	// noise is the typical measurement error (s, one sigma) of recent
+	// samples: the median over the window.
+	noise float64
+	// jumps counts restarts after the source's time jumped.
+	jumps int
+}
+
+func newFilter(priorB, priorBVar float64) *filter {
+	if priorBVar <= 0 {
+		priorBVar = priorFrequencyVar
+	}
+	return &filter{priorB: priorB, priorBVar: priorBVar, win: make([]sample, 0, windowSize)}
+}
+
+// add takes a new sample and re-estimates. It returns true when the sample
+// made the filter restart because the source's time jumped.
+func (f *filter) add(s sample) (jumped bool) {
+	if len(f.win) > 0 && s.u <= f.win[len(f.win)-1].u {
+		// Out of order or duplicate: raw time never runs backwards.
+		return false
+	}
+	if len(f.win) == windowSize {
+		copy(f.win, f.win[1:])
+		f.win = f.win[:windowSize-1]
+	}
+	f.win = append(f.win, s)
+	f.estimate()
+	if dbgFilter != nil {
+		dbgFilter(f)
+	}
+	if f.jumpedTo() {
+		keep := f.win[len(f.win)-stepSamples:]
+		f.win = append(f.win[:0], keep...)
+		f.jumps++
+		f.estimate()
+		return true
+	}
+	return false
+}
+
+// jumpedTo reports whether the newest samples are outliers on one side that
+// agree with each other: the source's time jumped.
+func (f *filter) jumpedTo() bool {
+	n := len(f.win)
+	if n < 2*stepSamples {
+		return false
+	}
+	last := f.win[n-stepSamples:]
+	sign := 0
+	lo, hi := math.Inf(1), math.Inf(-1)
+	for _, s := range last {
+		if !s.outlier {
+			return false
+		}
+		x, _ := f.est.at(s.u)
+		r := s.y - x
+		sg := 1
+		if r < 0 {
+			sg = -1
+		}
+		if sign != 0 && sg != sign {
+			return false
+		}
+		sign = sg
+		lo = math.Min(lo, s.y)
+		hi = math.Max(hi, s.y)
+	}
+	// They agree with each other far better than with the old estimate.
+	x, _ := f.est.at(last[0].u)
+	return hi-lo < math.Abs(last[0].y-x)/4
+}
+
+// measurementVar is a sample's error variance given the path's minimum delay
+// and how sure we are of that minimum.
+func measurementVar(s *sample, minDelay, minDelayErr float64) float64 {
+	excess := s.delay - minDelay
+	if excess < 0 {
+		excess = 0
+	}
+	excess += minDelayErr
+	return measurementFloor*measurementFloor + s.precision*s.precision/3 + excess*excess/12
+}
+
+func (f *filter) estimate() {
+	n := len(f.win)
+	if n == 0 {
+		f.valid = false
+		return
+	}
+	delays := make([]float64, n)
+	for i := range f.win {
+		delays[i] = f.win[i].delay
+	}
+	sort.Float64s(delays)
+	f.minDelay = delays[0]
+	median := delays[n/2]
+	minDelayErr := (median - f.minDelay) / math.Sqrt(math.Sqrt(float64(n)))
+	if n == 1 {
+		minDelayErr = f.minDelay / 4
+	}
+	vars := make([]float64, n)
+	for i := range f.win {
+		vars[i] = measurementVar(&f.win[i], f.minDelay, minDelayErr)
+	}
+	sorted := append([]float64(nil), vars...)
+	sort.Float64s(sorted)
+	f.noise = math.Sqrt(sorted[n/2])
+
+	best := math.Inf(-1)
+	var bestEst estimate
+	var bestFlags []bool
+	flags := make([]bool, n)
+	for _, q := range wanderGrid {
+		est, ll := f.run(q, vars, flags)
+		// A weak prior keeps the choice sensible while samples are few.
+		d := math.Log10(q/wanderPrior) / wanderPriorDecades
+		ll -= 0.5 * d * d * math.Max(1, 16/float64(n))
+		if ll > best {
+			best = ll
+			bestEst = est
+			bestFlags = append(bestFlags[:0], flags...)
+		}
+	}
+	f.est = bestEst
+	for i := range f.win {
+		f.win[i].outlier = bestFlags[i]
+	}
+	f.valid = true
+}
+
+// run filters the window with wander q and returns the final estimate and
+// the log-likelihood of the innovations (outliers counted at outlierSigma).
+func (f *filter) run(q float64, vars []float64, outlier []bool) (estimate, float64) {
+	s0 := f.win[0]
+	e := estimate{u: s0.u, x: s0.y, b: f.priorB, p00: vars[0], p11: f.priorBVar, q: q}
+	outlier[0] = false
+	ll := 0.0
+	for i := 1; i < len(f.win); i++ {
+		s := &f.win[i]
+		d := s.u - e.u
+		// Predict.
+		x := e.x + e.b*d
+		p00 := e.p00 + 2*d*e.p01 + d*d*e.p11 + q*d*d*d/3
+		p01 := e.p01 + d*e.p11 + q*d*d/2
+		p11 := e.p11 + q*d
+		// Update.
+		r := vars[i]
+		nu := s.y - x
+		sv := p00 + r
+		z2 := nu * nu / sv
+		outlier[i] = i >= 3 && z2 > outlierSigma*outlierSigma
+		if i >= 2 {
+			ll -= 0.5 * (math.Min(z2, outlierSigma*outlierSigma) + math.Log(sv))
+		}
+		if outlier[i] {
+			e = estimate{u: s.u, x: x, b: e.b, p00: p00, p01: p01, p11: p11, q: q}
+			continue
+		}
+		k0 := p00 / sv
+		k1 := p01 / sv
+		e = estimate{
+			u:   s.u,
+			x:   x + k0*nu,
+			b:   e.b + k1*nu,
+			p00: (1 - k0) * p00,
+			p01: (1 - k0) * p01,
+			p11: p11 - k1*p01,
+			q:   q,
+		}
+	}
+	return e, ll
+}
+
+// last returns the newest sample.
+func (f *filter) last() *sample {
+	if len(f.win) == 0 {
+		return nil
+	}
+	return &f.win[len(f.win)-1]
+}
+
+// pollTarget is the poll interval (s) the filter wants. Until its window is
+// full it wants samples as fast as allowed (more samples, faster
+// convergence). Then it wants the window to span the time over which the
+// oscillator's wander grows to the measurement noise: a longer span would
+// hold samples too old to help, a shorter one throws away information.
+func (f *filter) pollTarget() float64 {
+	if !f.valid || len(f.win) < windowSize {
+		return 1e-3
+	}
+	q := f.est.q
+	span := math.Cbrt(3 * f.noise * f.noise / q)
+	return span / windowSize
+}
+
+var dbgFilter func(*filter)
