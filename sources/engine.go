@@ -233,7 +233,7 @@ const (
 	corrTimeRatio = 4.0
 	// fastCorrection: a phase error beyond this many standard deviations is
 	// corrected faster than corrTimeRatio says.
-	fastCorrection = 10.0
+	fastCorrection = 5.0
 	// wanderSlew scales the slew rate allowed by the oscillator's wander.
 	wanderSlew = 10.0
 	// combineLimit: a source whose error bound is more than this many times
@@ -326,9 +326,10 @@ func (e *Engine) Update(now time.Time) Correction {
 	phase := offset - step
 	poll := math.Ldexp(1, refSrc.poll)
 	tau := corrTimeRatio * poll
-	if unc := e.lastUnc; unc > 0 {
-		// Errors that stand far out of the noise are corrected faster.
-		ratio := fastCorrection * unc / math.Abs(phase)
+	if noise := math.Min(refSrc.f.noise, e.lastUnc); noise > 0 {
+		// Errors that stand far out of the measurement noise are real:
+		// correct them faster.
+		ratio := fastCorrection * noise / math.Abs(phase)
 		if ratio < 1 {
 			tau *= ratio * ratio
 		}

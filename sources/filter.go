@@ -98,6 +98,9 @@ type filter struct {
 	noise float64
 	// jumps counts restarts after the source's time jumped.
 	jumps int
+	// asymmetry is the fraction of the excess delay by which samples were
+	// corrected (0 for a symmetric path).
+	asymmetry float64
 }
 
 func newFilter(priorB, priorBVar float64) *filter {
@@ -167,13 +170,14 @@ func (f *filter) jumpedTo() bool {
 
 // measurementVar is a sample's error variance given the path's minimum delay
 // and how sure we are of that minimum.
-func measurementVar(s *sample, minDelay, minDelayErr float64) float64 {
+// scale (0..1] shrinks the delay term once an asymmetry has been taken out.
+func measurementVar(s *sample, minDelay, minDelayErr, scale float64) float64 {
 	excess := s.delay - minDelay
 	if excess < 0 {
 		excess = 0
 	}
 	excess += minDelayErr
-	return measurementFloor*measurementFloor + s.precision*s.precision/3 + excess*excess/12
+	return measurementFloor*measurementFloor + s.precision*s.precision/3 + math.Max(scale, 0.1)*excess*excess/12
 }
 
 func (f *filter) estimate() {
@@ -193,42 +197,127 @@ func (f *filter) estimate() {
 	if n == 1 {
 		minDelayErr = f.minDelay / 4
 	}
+	excess := make([]float64, n)
+	ys := make([]float64, n)
 	vars := make([]float64, n)
 	for i := range f.win {
-		vars[i] = measurementVar(&f.win[i], f.minDelay, minDelayErr)
+		excess[i] = math.Max(0, f.win[i].delay-f.minDelay)
+		ys[i] = f.win[i].y
+		vars[i] = measurementVar(&f.win[i], f.minDelay, minDelayErr, 1)
 	}
 	sorted := append([]float64(nil), vars...)
 	sort.Float64s(sorted)
 	f.noise = math.Sqrt(sorted[n/2])
 
+	w := newWork(n)
+	f.search(ys, vars, w)
+	f.asymmetry = 0
+	if n >= asymmetryMinSamples {
+		// Queueing delay on one side of the path shows up as offsets that
+		// move with the delay: each sample is then off by a fraction of its
+		// excess delay, which can be measured and taken out.
+		if a, ok := asymmetry(excess, w.innov, w.svar, w.outlier); ok {
+			f.asymmetry = a
+			for i := range f.win {
+				ys[i] = f.win[i].y - a*excess[i]
+				vars[i] = measurementVar(&f.win[i], f.minDelay, minDelayErr, 1-4*a*a)
+			}
+			f.search(ys, vars, w)
+		}
+	}
+	for i := range f.win {
+		f.win[i].outlier = w.bestOutlier[i]
+	}
+	f.valid = true
+}
+
+// asymmetryMinSamples is how many samples the asymmetry estimate needs.
+const asymmetryMinSamples = 16
+
+// work holds the scratch slices of one estimate.
+type work struct {
+	outlier, bestOutlier []bool
+	innov, svar          []float64 // innovations and their variances
+	bestInnov, bestSvar  []float64
+}
+
+func newWork(n int) *work {
+	return &work{
+		outlier: make([]bool, n), bestOutlier: make([]bool, n),
+		innov: make([]float64, n), svar: make([]float64, n),
+		bestInnov: make([]float64, n), bestSvar: make([]float64, n),
+	}
+}
+
+// search runs the filter for every wander level and keeps the most likely.
+func (f *filter) search(ys, vars []float64, w *work) {
 	best := math.Inf(-1)
-	var bestEst estimate
-	var bestFlags []bool
-	flags := make([]bool, n)
+	n := len(ys)
 	for _, q := range wanderGrid {
-		est, ll := f.run(q, vars, flags)
+		est, ll := f.run(q, ys, vars, w)
 		// A weak prior keeps the choice sensible while samples are few.
 		d := math.Log10(q/wanderPrior) / wanderPriorDecades
 		ll -= 0.5 * d * d * math.Max(1, 16/float64(n))
 		if ll > best {
 			best = ll
-			bestEst = est
-			bestFlags = append(bestFlags[:0], flags...)
+			f.est = est
+			copy(w.bestOutlier, w.outlier)
+			copy(w.bestInnov, w.innov)
+			copy(w.bestSvar, w.svar)
 		}
 	}
-	f.est = bestEst
-	for i := range f.win {
-		f.win[i].outlier = bestFlags[i]
+	w.innov, w.bestInnov = w.bestInnov, w.innov
+	w.svar, w.bestSvar = w.bestSvar, w.svar
+}
+
+// asymmetry regresses the innovations on the excess delay (with an
+// intercept, weighted by the innovation variance) and returns the slope when
+// it is significant, clamped to the physical range ±1/2.
+func asymmetry(excess, innov, svar []float64, outlier []bool) (float64, bool) {
+	var sw, se, sr float64
+	for i := 2; i < len(innov); i++ {
+		if outlier[i] {
+			continue
+		}
+		w := 1 / svar[i]
+		sw += w
+		se += w * excess[i]
+		sr += w * innov[i]
 	}
-	f.valid = true
+	if sw == 0 {
+		return 0, false
+	}
+	me, mr := se/sw, sr/sw
+	var see, ser, srr float64
+	for i := 2; i < len(innov); i++ {
+		if outlier[i] {
+			continue
+		}
+		w := 1 / svar[i]
+		de, dr := excess[i]-me, innov[i]-mr
+		see += w * de * de
+		ser += w * de * dr
+		srr += w * dr * dr
+	}
+	if see <= 0 {
+		return 0, false
+	}
+	a := ser / see
+	// The slope's standard error from the residual scatter.
+	res := math.Max(srr-a*ser, 0) / sw
+	se2 := res / (see / sw) / float64(len(innov))
+	if a*a < 9*se2 {
+		return 0, false
+	}
+	return math.Max(-0.5, math.Min(0.5, a)), true
 }
 
 // run filters the window with wander q and returns the final estimate and
 // the log-likelihood of the innovations (outliers counted at outlierSigma).
-func (f *filter) run(q float64, vars []float64, outlier []bool) (estimate, float64) {
+func (f *filter) run(q float64, ys, vars []float64, w *work) (estimate, float64) {
 	s0 := f.win[0]
-	e := estimate{u: s0.u, x: s0.y, b: f.priorB, p00: vars[0], p11: f.priorBVar, q: q}
-	outlier[0] = false
+	e := estimate{u: s0.u, x: ys[0], b: f.priorB, p00: vars[0], p11: f.priorBVar, q: q}
+	w.outlier[0] = false
 	ll := 0.0
 	for i := 1; i < len(f.win); i++ {
 		s := &f.win[i]
@@ -240,14 +329,16 @@ func (f *filter) run(q float64, vars []float64, outlier []bool) (estimate, float
 		p11 := e.p11 + q*d
 		// Update.
 		r := vars[i]
-		nu := s.y - x
+		nu := ys[i] - x
 		sv := p00 + r
+		w.innov[i], w.svar[i] = nu, sv
 		z2 := nu * nu / sv
-		outlier[i] = i >= 3 && z2 > outlierSigma*outlierSigma
+		out := i >= 3 && z2 > outlierSigma*outlierSigma
+		w.outlier[i] = out
 		if i >= 2 {
 			ll -= 0.5 * (math.Min(z2, outlierSigma*outlierSigma) + math.Log(sv))
 		}
-		if outlier[i] {
+		if out {
 			e = estimate{u: s.u, x: x, b: e.b, p00: p00, p01: p01, p11: p11, q: q}
 			continue
 		}

@@ -1,0 +1,326 @@
+package control
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"os/user"
+	"sort"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"go.uber.org/zap"
+)
+
+// Backend is what the server asks the daemon.
+type Backend interface {
+	// Status returns the engine's and the clock's state.
+	Status() StatusReply
+	// Reload re-reads the configuration.
+	Reload() error
+	// MakeStep steps the clock to the current estimate at once.
+	MakeStep() error
+}
+
+const (
+	defaultTimeout  = 5 * time.Second
+	defaultMaxConns = 64
+)
+
+// command is one command the server knows.
+type command struct {
+	// change: the command changes something, so only root or the
+	// configured group may run it.
+	change bool
+	run    func(b Backend, req Request) (Response, error)
+}
+
+var commands = map[string]command{
+	CmdStatus: {run: func(b Backend, _ Request) (Response, error) {
+		st := b.Status()
+		return Response{Status: &st}, nil
+	}},
+	CmdReload: {change: true, run: func(b Backend, _ Request) (Response, error) {
+		return Response{}, b.Reload()
+	}},
+	CmdMakeStep: {change: true, run: func(b Backend, _ Request) (Response, error) {
+		return Response{}, b.MakeStep()
+	}},
+}
+
+// knownCommands lists the commands for error messages.
+var knownCommands = func() string {
+	names := make([]string, 0, len(commands))
+	for n := range commands {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	return strings.Join(names, ", ")
+}()
+
+// Server answers control requests for a Backend.
+type Server struct {
+	b         Backend
+	log       *zap.Logger
+	changeGID int
+	groupName string
+
+	timeout  time.Duration
+	maxConns int
+}
+
+// NewServer returns a server for b. Changing commands are allowed to uid 0
+// and, when changeGID ≥ 0, to peers whose primary gid is changeGID; pass -1
+// for root only.
+func NewServer(b Backend, log *zap.Logger, changeGID int) *Server {
+	if log == nil {
+		log = zap.NewNop()
+	}
+	s := &Server{b: b, log: log, changeGID: changeGID, timeout: defaultTimeout, maxConns: defaultMaxConns}
+	if changeGID >= 0 {
+		s.groupName = "gid " + strconv.Itoa(changeGID)
+		if g, err := user.LookupGroupId(strconv.Itoa(changeGID)); err == nil {
+			s.groupName = g.Name
+		}
+	}
+	return s
+}
+
+// Serve accepts connections on ln until ctx is done; then it closes ln and
+// every connection, waits for their handlers and returns nil. It returns an
+// error if accepting fails for another reason.
+func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
+	ctx, cancel := context.WithCancel(ctx)
+
+	var (
+		mu    sync.Mutex
+		conns = map[net.Conn]struct{}{}
+		wg    sync.WaitGroup
+	)
+	closed := make(chan struct{})
+	context.AfterFunc(ctx, func() {
+		defer close(closed)
+		ln.Close()
+		mu.Lock()
+		defer mu.Unlock()
+		for c := range conns {
+			c.Close()
+		}
+	})
+	// However Serve returns, it closes the listener and every connection
+	// and waits for the handlers.
+	defer func() {
+		cancel()
+		<-closed
+		wg.Wait()
+	}()
+
+	sem := make(chan struct{}, s.maxConns)
+	var backoff time.Duration
+	for {
+		conn, err := ln.Accept()
+		if err != nil {
+			if ctx.Err() != nil {
+				return nil
+			}
+			var ne net.Error
+			if errors.As(err, &ne) && ne.Timeout() || isTemporary(err) {
+				// Out of file descriptors and the like: wait, then go on.
+				backoff = min(max(2*backoff, 5*time.Millisecond), time.Second)
+				s.log.Warn("control: accept failed; retrying", zap.Error(err), zap.Duration("in", backoff))
+				select {
+				case <-time.After(backoff):
+				case <-ctx.Done():
+				}
+				continue
+			}
+			return fmt.Errorf("control: accept: %w", err)
+		}
+		backoff = 0
+		select {
+		case sem <- struct{}{}:
+		default:
+			s.log.Warn("control: too many connections; refusing one", zap.Int("limit", s.maxConns))
+			s.writeResponse(conn, errorResponse(fmt.Sprintf("too many control connections (limit %d); try again", s.maxConns)), 100*time.Millisecond)
+			conn.Close()
+			continue
+		}
+		mu.Lock()
+		if ctx.Err() != nil {
+			mu.Unlock()
+			conn.Close()
+			<-sem
+			continue
+		}
+		conns[conn] = struct{}{}
+		mu.Unlock()
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			defer func() { <-sem }()
+			s.serveConn(conn)
+			mu.Lock()
+			delete(conns, conn)
+			mu.Unlock()
+			conn.Close()
+		}()
+	}
+}
+
+// isTemporary reports accept errors worth retrying (EMFILE, ENFILE,
+// ECONNABORTED and the like report themselves as temporary).
+func isTemporary(err error) bool {
+	var t interface{ Temporary() bool }
+	return errors.As(err, &t) && t.Temporary()
+}
+
+var errTooLong = errors.New("request too long")
+
+// serveConn answers requests on one connection until it is closed, idle
+// too long, or sends a request that is too long.
+func (s *Server) serveConn(conn net.Conn) {
+	cred, credErr := peerCredentials(conn)
+	if credErr != nil {
+		s.log.Debug("control: peer credentials unavailable", zap.Error(credErr))
+	}
+	r := bufio.NewReaderSize(conn, 4096)
+	for {
+		if err := conn.SetReadDeadline(time.Now().Add(s.timeout)); err != nil {
+			return
+		}
+		line, err := readLine(r, MaxRequestSize)
+		if errors.Is(err, errTooLong) {
+			s.writeResponse(conn, errorResponse(fmt.Sprintf("request longer than %d bytes", MaxRequestSize)), s.timeout)
+			return
+		}
+		if err != nil && len(line) == 0 {
+			return // EOF, idle timeout, closed
+		}
+		if len(bytes.TrimSpace(line)) > 0 {
+			resp := s.handle(line, cred, credErr)
+			if !s.writeResponse(conn, resp, s.timeout) {
+				return
+			}
+		}
+		if err != nil {
+			return // the last line had no newline
+		}
+	}
+}
+
+// readLine reads up to and without the next newline; lines longer than max
+// give errTooLong. At EOF it returns what it has with the error.
+func readLine(r *bufio.Reader, max int) ([]byte, error) {
+	var line []byte
+	for {
+		chunk, err := r.ReadSlice('\n')
+		if len(line)+len(chunk) > max+1 || (len(line)+len(chunk) > max && !bytes.HasSuffix(chunk, []byte("\n"))) {
+			return nil, errTooLong
+		}
+		line = append(line, chunk...)
+		switch {
+		case err == nil:
+			return line[:len(line)-1], nil
+		case errors.Is(err, bufio.ErrBufferFull):
+			continue
+		default:
+			return line, err
+		}
+	}
+}
+
+// handle answers one request line. It never panics: a panicking backend
+// gives an error response.
+func (s *Server) handle(line []byte, cred *peerCred, credErr error) (resp Response) {
+	defer func() {
+		if p := recover(); p != nil {
+			s.log.Error("control: request handler panicked", zap.Any("panic", p), zap.Stack("stack"))
+			resp = errorResponse("internal error in timed (see its log)")
+		}
+	}()
+	req, err := decodeRequest(line)
+	if err != nil {
+		return errorResponse(err.Error())
+	}
+	cmd, ok := commands[req.Command]
+	if !ok {
+		return errorResponse(fmt.Sprintf("unknown command %q (known: %s)", req.Command, knownCommands))
+	}
+	if cmd.change {
+		if err := authorize(req.Command, cred, credErr, s.changeGID, s.groupName); err != nil {
+			fields := []zap.Field{zap.String("command", req.Command)}
+			if cred != nil {
+				fields = append(fields, zap.Uint32("uid", cred.UID), zap.Uint32("gid", cred.GID), zap.Int32("pid", cred.PID))
+			}
+			s.log.Warn("control: refused a command", fields...)
+			return errorResponse(err.Error())
+		}
+		s.log.Info("control: running command", zap.String("command", req.Command),
+			zap.Uint32("uid", cred.UID), zap.Int32("pid", cred.PID))
+	}
+	resp, err = cmd.run(s.b, req)
+	if err != nil {
+		return errorResponse(fmt.Sprintf("%s: %v", req.Command, err))
+	}
+	resp.Version, resp.OK, resp.Error = Version, true, ""
+	return resp
+}
+
+// peerCred is who is at the other end of a connection.
+type peerCred struct {
+	UID, GID uint32
+	PID      int32 // 0 where the OS does not say
+}
+
+// authorize decides whether the peer may run a changing command: uid 0
+// always, and the group changeGID (its primary gid) when changeGID ≥ 0.
+func authorize(cmd string, cred *peerCred, credErr error, changeGID int, groupName string) error {
+	if cred == nil {
+		if credErr == nil {
+			credErr = errors.New("unknown peer")
+		}
+		return fmt.Errorf("permission denied: %s: cannot tell who is asking (%v)", cmd, credErr)
+	}
+	if cred.UID == 0 {
+		return nil
+	}
+	if changeGID >= 0 && int64(cred.GID) == int64(changeGID) {
+		return nil
+	}
+	if changeGID < 0 {
+		return fmt.Errorf("permission denied: %s needs root", cmd)
+	}
+	if groupName == "" {
+		groupName = "gid " + strconv.Itoa(changeGID)
+	}
+	return fmt.Errorf("permission denied: %s needs root or the %s group", cmd, groupName)
+}
+
+// writeResponse writes one response line within timeout and reports
+// whether it succeeded. A response that cannot be encoded (a NaN in the
+// status, say) is replaced by an error response.
+func (s *Server) writeResponse(conn net.Conn, resp Response, timeout time.Duration) bool {
+	data, err := json.Marshal(resp)
+	if err != nil {
+		s.log.Error("control: cannot encode a response", zap.Error(err))
+		data, _ = json.Marshal(errorResponse("internal error: cannot encode the response: " + err.Error()))
+	}
+	data = append(data, '\n')
+	if err := conn.SetWriteDeadline(time.Now().Add(timeout)); err != nil {
+		return false
+	}
+	if _, err := conn.Write(data); err != nil {
+		if !errors.Is(err, io.EOF) {
+			s.log.Debug("control: cannot write a response", zap.Error(err))
+		}
+		return false
+	}
+	return true
+}
