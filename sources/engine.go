@@ -218,6 +218,11 @@ func (e *Engine) PollInterval(name string) time.Duration {
 	if s == nil {
 		return 64 * time.Second
 	}
+	if s.f.count() < startupSamples && s.unanswer > 0 && s.unanswer <= startupRetries {
+		// Without two samples the oscillator's frequency is unknown and the
+		// clock drifts freely: a lost response at start is retried soon.
+		return startupRetry
+	}
 	return time.Duration(math.Ldexp(float64(time.Second), s.poll))
 }
 
@@ -233,7 +238,7 @@ const (
 	corrTimeRatio = 4.0
 	// fastCorrection: a phase error beyond this many standard deviations is
 	// corrected faster than corrTimeRatio says.
-	fastCorrection = 5.0
+	fastCorrection = 3.0
 	// wanderSlew scales the slew rate allowed by the oscillator's wander.
 	wanderSlew = 10.0
 	// combineLimit: a source whose error bound is more than this many times
@@ -244,6 +249,12 @@ const (
 	// unreachablePolls: a source with no answer to this many requests in a
 	// row is unreachable.
 	unreachablePolls = 8
+	// startupSamples, startupRetries, startupRetry: while a source has
+	// fewer samples than this, a lost response is retried after
+	// startupRetry, up to startupRetries times in a row.
+	startupSamples = 4
+	startupRetries = 4
+	startupRetry   = 2 * time.Second
 	// startupPolls: before the first update, the engine waits for every
 	// source to answer or to miss this many requests.
 	startupPolls = 4

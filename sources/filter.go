@@ -357,6 +357,9 @@ func (f *filter) run(q float64, ys, vars []float64, w *work) (estimate, float64)
 	return e, ll
 }
 
+// count is the number of samples in the window.
+func (f *filter) count() int { return len(f.win) }
+
 // last returns the newest sample.
 func (f *filter) last() *sample {
 	if len(f.win) == 0 {
