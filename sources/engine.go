@@ -360,9 +360,6 @@ func (e *Engine) Update(now time.Time) Correction {
 		phase, step = 0, 0
 	}
 	slew := clamp(phase/tau, e.cfg.MaxSlewRate*1e-6)
-	if dbgUpdate != nil {
-		dbgUpdate(fmt.Sprintf("l=%.1f x=%.3fms corr=%.3fms offset=%.3fms b=%.1fppm slew=%.2fppm tau=%.0f", l, x*1e3, corr*1e3, offset*1e3, b*1e6, slew*1e6, tau))
-	}
 	newFreq := b + slew
 	if e.cfg.Observe {
 		newFreq = freq
@@ -734,5 +731,3 @@ func fmtSeconds(s float64) string {
 		return fmt.Sprintf("%+.0fns", s*1e9)
 	}
 }
-
-var dbgUpdate func(string)

@@ -157,9 +157,9 @@ func TestSelection(t *testing.T) {
 			synced: true,
 		},
 		{
-			name:   "two disagree, one trusted",
-			errors: map[string]float64{"a": 0, "b": 1},
-			opts:   map[string]SourceOptions{"b": {Trust: true}},
+			name:    "two disagree, one trusted",
+			errors:  map[string]float64{"a": 0, "b": 1},
+			opts:    map[string]SourceOptions{"b": {Trust: true}},
 			want:    map[string]SourceState{"a": StateFalseticker, "b": StateSelected},
 			synced:  true,
 			wantOff: 1,

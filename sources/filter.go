@@ -32,8 +32,9 @@ const (
 	// mean the source's time jumped: the filter restarts from them.
 	stepSamples = 3
 	// priorFrequencyVar is the variance of the frequency before any data
-	// when no drift file gives it: (1000 ppm)².
-	priorFrequencyVar = 1e-6
+	// when no drift file gives it: (250 ppm)², half the largest frequency error
+	// a clock may have.
+	priorFrequencyVar = 250e-6 * 250e-6
 	// measurementFloor is the smallest measurement error assumed (s).
 	measurementFloor = 100e-9
 )
@@ -123,9 +124,6 @@ func (f *filter) add(s sample) (jumped bool) {
 	}
 	f.win = append(f.win, s)
 	f.estimate()
-	if dbgFilter != nil {
-		dbgFilter(f)
-	}
 	if f.jumpedTo() {
 		keep := f.win[len(f.win)-stepSamples:]
 		f.win = append(f.win[:0], keep...)
@@ -381,5 +379,3 @@ func (f *filter) pollTarget() float64 {
 	span := math.Cbrt(3 * f.noise * f.noise / q)
 	return span / windowSize
 }
-
-var dbgFilter func(*filter)
