@@ -1,0 +1,246 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"os"
+	"path/filepath"
+	"reflect"
+	"strings"
+	"testing"
+	"time"
+
+	"go.uber.org/zap/zaptest"
+
+	"github.com/timed-project/timed/control"
+	"github.com/timed-project/timed/sources"
+)
+
+func fabricated() control.StatusReply {
+	return control.StatusReply{
+		Engine: sources.Status{
+			Synchronized: true, Reference: "192.0.2.1:123", RefID: 0xc000027e, Stratum: 3,
+			Offset: -12e-6, Uncertainty: 3e-6, Frequency: 12.5, FrequencyUncertainty: 0.02,
+			RootDelay: 0.0015, RootDispersion: 0.0004, LastUpdateAgo: 2.04, Updates: 40, Steps: 1,
+			Message: "tracking 1 of 3 sources",
+			Sources: []sources.SourceStatus{
+				{Name: "192.0.2.1:123", Kind: "ntp", State: sources.StateSelected, Reach: 0o377, Poll: 6,
+					Samples: 8, LastSampleAgo: 3.2, Offset: -11e-6, Uncertainty: 4e-6, Delay: 0.0009, Stratum: 2},
+				{Name: "192.0.2.2:123", Kind: "ntp", State: sources.StateFalseticker, Reason: "its interval misses the majority's by 249 ms",
+					Reach: 0o17, Poll: -2, Samples: 4, LastSampleAgo: 0.25, Offset: 0.25, Uncertainty: 1e-3, Delay: 0.002},
+				{Name: "time.example:123", Kind: "ntp", State: sources.StateUnreachable, Reach: 0, Poll: 10},
+			},
+		},
+		Clock: control.ClockInfo{Driver: "virtual", OffsetFromSystem: -0.0002, Frequency: 12.5},
+	}
+}
+
+func TestRenderStatus(t *testing.T) {
+	unsync := control.StatusReply{Engine: sources.Status{Holdover: true, Uncertainty: 0.5}, Clock: control.ClockInfo{Driver: "system"}}
+	for _, tc := range []struct {
+		name string
+		r    control.StatusReply
+		want string
+	}{
+		{"synchronized", fabricated(), `Synchronized:    yes
+Reference:       192.0.2.1:123 (stratum 3, refid 192.0.2.126)
+Offset:          -12.000 ± 3.000 µs (the local clock is ahead)
+Frequency:       +12.500 ± 0.020 ppm
+Root delay:      1.500 ms
+Root dispersion: 400.000 µs
+Leap:            none
+Last update:     2s ago (40 updates, 1 step)
+Engine:          tracking 1 of 3 sources
+Clock:           virtual, 200.000 µs behind the system clock, frequency correction +12.500 ppm
+`},
+		{"holdover", unsync, `Synchronized:    no (holdover: every source is lost; running on the last frequency)
+Reference:       none
+Offset:          +0.000 ± 500.000 ms
+Frequency:       +0.000 ± 0.000 ppm
+Root delay:      0.000 s
+Root dispersion: 0.000 s
+Leap:            none
+Last update:     never (0 updates, 0 steps)
+Clock:           system, frequency correction +0.000 ppm
+`},
+	} {
+		var b bytes.Buffer
+		renderStatus(&b, tc.r, false)
+		if b.String() != tc.want {
+			t.Errorf("%s:\ngot:\n%s\nwant:\n%s", tc.name, b.String(), tc.want)
+		}
+	}
+}
+
+func TestRenderSources(t *testing.T) {
+	var b bytes.Buffer
+	renderSources(&b, fabricated().Engine.Sources, false)
+	want := `NAME              KIND  STATE        REACH  POLL   LAST   OFFSET               DELAY
+192.0.2.1:123     ntp   selected     377    1m4s   3.2s   -11.000 ± 4.000 µs   900.000 µs
+192.0.2.2:123     ntp   falseticker  17     250ms  250ms  +250.000 ± 1.000 ms  2.000 ms
+time.example:123  ntp   unreachable  0      17m4s  -      -                    -
+
+States:
+  selected     the clock follows this source
+  falseticker  disagrees with the other sources; not used
+  unreachable  did not answer recent polls
+
+Not selected:
+  192.0.2.2:123: falseticker: its interval misses the majority's by 249 ms
+  time.example:123: unreachable: did not answer recent polls
+`
+	if b.String() != want {
+		t.Errorf("got:\n%s\nwant:\n%s", b.String(), want)
+	}
+
+	b.Reset()
+	renderSources(&b, fabricated().Engine.Sources, true)
+	if !strings.Contains(b.String(), ansiGreen+"selected") || !strings.Contains(b.String(), ansiRed+"falseticker") {
+		t.Errorf("no state colours:\n%q", b.String())
+	}
+	b.Reset()
+	renderSources(&b, nil, false)
+	if b.String() != "No sources.\n" {
+		t.Errorf("empty: %q", b.String())
+	}
+}
+
+func TestFormatters(t *testing.T) {
+	for _, tc := range []struct{ got, want string }{
+		{fmtSeconds(1.5e-9, true), "+1.500 ns"},
+		{fmtSeconds(-2.5e-3, true), "-2.500 ms"},
+		{fmtSeconds(12, false), "12.000 s"},
+		{fmtOffset(0.2, 1e-6), "+200.000 ± 0.001 ms"},
+		{fmtPoll(-6), "15.625ms"},
+		{fmtPoll(0), "1s"},
+		{fmtPoll(17), "36h24m32s"},
+		{fmtAgo(0.0123), "12ms"},
+		{fmtAgo(75.4), "1m15s"},
+		{fmtRefID(0x47505300, 1), "GPS"},
+		{fmtRefID(0x7f000001, 2), "127.0.0.1"},
+		{fmtRefID(0x01020304, 1), "1.2.3.4"},
+	} {
+		if tc.got != tc.want {
+			t.Errorf("got %q, want %q", tc.got, tc.want)
+		}
+	}
+}
+
+func runArgs(t *testing.T, args ...string) (code int, stdout, stderr string) {
+	t.Helper()
+	var o, e bytes.Buffer
+	code = run(context.Background(), args, &o, &e, false)
+	return code, o.String(), e.String()
+}
+
+func TestValidate(t *testing.T) {
+	dir := t.TempDir()
+	good := filepath.Join(dir, "good.yaml")
+	bad := filepath.Join(dir, "bad.yaml")
+	os.WriteFile(good, []byte("clock: {driver: virtual}\nntp:\n  servers:\n    - address: 192.0.2.1\n"), 0o644)
+	os.WriteFile(bad, []byte("clock: {driver: sundial}\nntp:\n  servers:\n    - address: 192.0.2.1\n      port: 70000\n"), 0o644)
+
+	code, out, _ := runArgs(t, "validate", good)
+	if code != 0 || out != good+": ok\n" {
+		t.Errorf("good file: %d %q", code, out)
+	}
+	code, out, _ = runArgs(t, "validate", bad)
+	lines := strings.Split(strings.TrimSpace(out), "\n")
+	if code != 1 || len(lines) != 2 || !strings.HasPrefix(lines[0], bad+":1:") || !strings.Contains(out, "port") {
+		t.Errorf("bad file: %d\n%s", code, out)
+	}
+	code, out, _ = runArgs(t, "validate", filepath.Join(dir, "missing.yaml"))
+	if code != 1 || !strings.Contains(out, "missing.yaml") {
+		t.Errorf("missing file: %d %q", code, out)
+	}
+}
+
+func TestUsageErrors(t *testing.T) {
+	for _, args := range [][]string{
+		{},
+		{"frobnicate"},
+		{"validate"},
+		{"validate", "a", "b"},
+		{"status", "extra"},
+		{"--bogus", "status"},
+		{"-o", "yaml", "status"},
+	} {
+		code, _, stderr := runArgs(t, args...)
+		if code != 2 || !strings.Contains(stderr, "timectl:") {
+			t.Errorf("%q: exit %d, stderr %q; want 2", args, code, stderr)
+		}
+	}
+	code, out, _ := runArgs(t, "--help")
+	if code != 0 || !strings.Contains(out, "Exit status") {
+		t.Errorf("--help: %d %q", code, out)
+	}
+}
+
+// backend serves a fixed status and records changes.
+type backend struct {
+	reloads int
+	fail    error
+}
+
+func (b *backend) Status() control.StatusReply { return fabricated() }
+func (b *backend) Reload() error               { b.reloads++; return b.fail }
+func (b *backend) MakeStep() error             { return errors.New("makestep: not supported yet") }
+
+func serveControl(t *testing.T, b control.Backend) string {
+	t.Helper()
+	path := filepath.Join(t.TempDir(), "timed.sock")
+	ln, err := control.Listen(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { control.NewServer(b, zaptest.NewLogger(t), -1).Serve(ctx, ln); close(done) }()
+	t.Cleanup(func() { cancel(); <-done })
+	return path
+}
+
+func TestQueries(t *testing.T) {
+	b := &backend{}
+	sock := serveControl(t, b)
+
+	code, out, errOut := runArgs(t, "-s", sock, "-o", "json", "status")
+	if code != 0 {
+		t.Fatalf("status -o json: %d %s", code, errOut)
+	}
+	var got control.StatusReply
+	if err := json.Unmarshal([]byte(out), &got); err != nil {
+		t.Fatalf("JSON does not parse: %v\n%s", err, out)
+	}
+	if !reflect.DeepEqual(got, fabricated()) {
+		t.Errorf("JSON round trip:\ngot  %+v\nwant %+v", got, fabricated())
+	}
+
+	code, out, _ = runArgs(t, "-s", sock, "sources")
+	if code != 0 || !strings.Contains(out, "192.0.2.2:123     ntp   falseticker") {
+		t.Errorf("sources: %d\n%s", code, out)
+	}
+	code, out, _ = runArgs(t, "status", "--socket", sock)
+	if code != 0 || !strings.HasPrefix(out, "Synchronized:    yes") {
+		t.Errorf("status: %d\n%s", code, out)
+	}
+
+	if os.Geteuid() == 0 {
+		code, out, _ = runArgs(t, "-s", sock, "reload")
+		if code != 0 || out != "configuration reloaded\n" || b.reloads != 1 {
+			t.Errorf("reload: %d %q, %d reloads", code, out, b.reloads)
+		}
+		code, _, errOut = runArgs(t, "-s", sock, "makestep")
+		if code != 1 || !strings.Contains(errOut, "not supported") {
+			t.Errorf("makestep: %d %q", code, errOut)
+		}
+	}
+
+	code, _, errOut = runArgs(t, "-s", filepath.Join(t.TempDir(), "none.sock"), "status")
+	if code != 1 || !strings.Contains(errOut, "cannot reach timed") {
+		t.Errorf("no timed: %d %q", code, errOut)
+	}
+	_ = time.Second
+}

@@ -1,0 +1,271 @@
+package main
+
+import (
+	"fmt"
+	"io"
+	"math"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/timed-project/timed/control"
+	"github.com/timed-project/timed/sources"
+)
+
+// unit picks the unit for a value in seconds of magnitude mag.
+func unit(mag float64) (scale float64, name string) {
+	switch mag = math.Abs(mag); {
+	case mag == 0 || mag >= 1:
+		return 1, "s"
+	case mag >= 1e-3:
+		return 1e3, "ms"
+	case mag >= 1e-6:
+		return 1e6, "µs"
+	default:
+		return 1e9, "ns"
+	}
+}
+
+// fmtSeconds prints seconds in ns, µs, ms or s by magnitude, signed when
+// sign is set.
+func fmtSeconds(v float64, sign bool) string {
+	scale, name := unit(v)
+	f := "%.3f %s"
+	if sign {
+		f = "%+.3f %s"
+	}
+	return fmt.Sprintf(f, v*scale, name)
+}
+
+// fmtOffset prints an offset and its uncertainty in one unit, chosen by
+// the larger of the two: "+12.345 ± 3.000 µs".
+func fmtOffset(off, unc float64) string {
+	scale, name := unit(math.Max(math.Abs(off), unc))
+	return fmt.Sprintf("%+.3f ± %.3f %s", off*scale, unc*scale, name)
+}
+
+// fmtAgo prints a time in the past given in seconds.
+func fmtAgo(s float64) string {
+	if s < 0 || math.IsNaN(s) {
+		return "-"
+	}
+	d := time.Duration(s * float64(time.Second))
+	switch {
+	case d < time.Second:
+		return d.Round(time.Millisecond).String()
+	case d < 10*time.Second:
+		return d.Round(100 * time.Millisecond).String()
+	default:
+		return d.Round(time.Second).String()
+	}
+}
+
+// fmtPoll prints a poll interval of 2^n seconds.
+func fmtPoll(n int) string {
+	v := math.Ldexp(1, n)
+	if v >= 1 {
+		return time.Duration(v * float64(time.Second)).String()
+	}
+	return strconv.FormatFloat(v*1e3, 'f', -1, 64) + "ms"
+}
+
+// fmtRefID prints a reference identifier: four ASCII letters for a
+// stratum 0 or 1 source (GPS, PPS), else an IPv4 address (or the hash of an
+// IPv6 one).
+func fmtRefID(id uint32, stratum uint8) string {
+	b := []byte{byte(id >> 24), byte(id >> 16), byte(id >> 8), byte(id)}
+	if stratum <= 1 {
+		s := strings.TrimRight(string(b), "\x00")
+		printable := s != ""
+		for _, c := range []byte(s) {
+			if c < 0x20 || c > 0x7e {
+				printable = false
+			}
+		}
+		if printable {
+			return s
+		}
+	}
+	return fmt.Sprintf("%d.%d.%d.%d", b[0], b[1], b[2], b[3])
+}
+
+func plural(n int, one, many string) string {
+	if n == 1 {
+		return "1 " + one
+	}
+	return strconv.Itoa(n) + " " + many
+}
+
+const (
+	ansiReset  = "\x1b[0m"
+	ansiRed    = "\x1b[31m"
+	ansiGreen  = "\x1b[32m"
+	ansiYellow = "\x1b[33m"
+	ansiCyan   = "\x1b[36m"
+	ansiDim    = "\x1b[2m"
+)
+
+func paint(s, code string, on bool) string {
+	if !on || code == "" {
+		return s
+	}
+	return code + s + ansiReset
+}
+
+// renderStatus prints the tracking view of `timectl status`.
+func renderStatus(w io.Writer, r control.StatusReply, colour bool) {
+	st := r.Engine
+	row := func(k, v string) { fmt.Fprintf(w, "%-17s%s\n", k+":", v) }
+	sync := paint("no", ansiRed, colour)
+	if st.Synchronized {
+		sync = paint("yes", ansiGreen, colour)
+	}
+	if st.Holdover {
+		sync += " (holdover: every source is lost; running on the last frequency)"
+	}
+	row("Synchronized", sync)
+	if st.Reference != "" {
+		row("Reference", fmt.Sprintf("%s (stratum %d, refid %s)", st.Reference, st.Stratum, fmtRefID(st.RefID, st.Stratum)))
+	} else {
+		row("Reference", "none")
+	}
+	off := fmtOffset(st.Offset, st.Uncertainty)
+	switch {
+	case st.Offset > 0:
+		off += " (the local clock is behind)"
+	case st.Offset < 0:
+		off += " (the local clock is ahead)"
+	}
+	row("Offset", off)
+	row("Frequency", fmt.Sprintf("%+.3f ± %.3f ppm", st.Frequency, st.FrequencyUncertainty))
+	row("Root delay", fmtSeconds(st.RootDelay, false))
+	row("Root dispersion", fmtSeconds(st.RootDispersion, false))
+	row("Leap", st.Leap.String())
+	last := "never"
+	if st.Updates > 0 {
+		last = fmtAgo(st.LastUpdateAgo) + " ago"
+	}
+	row("Last update", fmt.Sprintf("%s (%s, %s)", last, plural(st.Updates, "update", "updates"), plural(st.Steps, "step", "steps")))
+	if st.Message != "" {
+		row("Engine", st.Message)
+	}
+	clk := r.Clock.Driver
+	if clk == "" {
+		clk = "unknown"
+	}
+	if r.Clock.Driver == "virtual" {
+		o := r.Clock.OffsetFromSystem
+		rel := "ahead of"
+		if o < 0 {
+			rel = "behind"
+		}
+		clk += fmt.Sprintf(", %s %s the system clock", fmtSeconds(math.Abs(o), false), rel)
+	}
+	clk += fmt.Sprintf(", frequency correction %+.3f ppm", r.Clock.Frequency)
+	row("Clock", clk)
+}
+
+// stateInfo describes each state for the legend, with its colour.
+var stateInfo = []struct {
+	state  sources.SourceState
+	colour string
+	means  string
+}{
+	{sources.StateSelected, ansiGreen, "the clock follows this source"},
+	{sources.StateCombined, ansiGreen, "agrees with the selected source and is averaged in"},
+	{sources.StateCandidate, ansiCyan, "agrees, but is not averaged in (further away or not preferred)"},
+	{sources.StateFalseticker, ansiRed, "disagrees with the other sources; not used"},
+	{sources.StateTooFar, ansiYellow, "its distance or uncertainty is too large to be useful"},
+	{sources.StateUnreachable, ansiYellow, "did not answer recent polls"},
+	{sources.StateInitial, ansiDim, "still collecting its first samples"},
+	{sources.StateNoSelect, ansiDim, "configured never to be used (noselect); only measured"},
+	{sources.StateFault, ansiRed, "reported a fault"},
+}
+
+func stateMeaning(s sources.SourceState) string {
+	for _, i := range stateInfo {
+		if i.state == s {
+			return i.means
+		}
+	}
+	return "no reason given"
+}
+
+func stateColour(s sources.SourceState) string {
+	for _, i := range stateInfo {
+		if i.state == s {
+			return i.colour
+		}
+	}
+	return ""
+}
+
+// renderSources prints the table of `timectl sources`, a legend of the
+// states shown and why each source not in use is not selected.
+func renderSources(w io.Writer, srcs []sources.SourceStatus, colour bool) {
+	if len(srcs) == 0 {
+		fmt.Fprintln(w, "No sources.")
+		return
+	}
+	header := []string{"NAME", "KIND", "STATE", "REACH", "POLL", "LAST", "OFFSET", "DELAY"}
+	rows := [][]string{header}
+	for _, s := range srcs {
+		last, off, delay := "-", "-", "-"
+		if s.Samples > 0 {
+			last = fmtAgo(s.LastSampleAgo)
+			off = fmtOffset(s.Offset, s.Uncertainty)
+			delay = fmtSeconds(s.Delay, false)
+		}
+		rows = append(rows, []string{s.Name, s.Kind, string(s.State), fmt.Sprintf("%o", s.Reach),
+			fmtPoll(s.Poll), last, off, delay})
+	}
+	width := make([]int, len(header))
+	for _, r := range rows {
+		for i, c := range r {
+			width[i] = max(width[i], len([]rune(c)))
+		}
+	}
+	for ri, r := range rows {
+		var b strings.Builder
+		for i, c := range r {
+			cell := c
+			if i < len(r)-1 {
+				cell += strings.Repeat(" ", width[i]-len([]rune(c))+2)
+			}
+			if i == 2 && ri > 0 {
+				cell = paint(cell, stateColour(srcs[ri-1].State), colour)
+			}
+			b.WriteString(cell)
+		}
+		fmt.Fprintln(w, strings.TrimRight(b.String(), " "))
+	}
+
+	fmt.Fprintln(w)
+	fmt.Fprintln(w, "States:")
+	for _, i := range stateInfo {
+		for _, s := range srcs {
+			if s.State == i.state {
+				fmt.Fprintf(w, "  %-12s %s\n", i.state, i.means)
+				break
+			}
+		}
+	}
+	var why []string
+	for _, s := range srcs {
+		if s.State == sources.StateSelected || s.State == sources.StateCombined {
+			continue
+		}
+		reason := s.Reason
+		if reason == "" {
+			reason = stateMeaning(s.State)
+		}
+		why = append(why, fmt.Sprintf("  %s: %s: %s", s.Name, s.State, reason))
+	}
+	if len(why) > 0 {
+		fmt.Fprintln(w)
+		fmt.Fprintln(w, "Not selected:")
+		for _, l := range why {
+			fmt.Fprintln(w, l)
+		}
+	}
+}

@@ -1,0 +1,445 @@
+// Package daemon wires timed together from its configuration: the clock, the
+// engine, every time source, the control socket and the metrics endpoint.
+// It owns the goroutines, reloads the configuration on request (sources are
+// added and removed without disturbing the others) and saves the
+// oscillator's frequency in the drift file.
+package daemon
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io/fs"
+	"net"
+	"os"
+	"os/user"
+	"path/filepath"
+	"strconv"
+	"sync"
+	"time"
+
+	"go.uber.org/zap"
+
+	"github.com/timed-project/timed/clock"
+	"github.com/timed-project/timed/config"
+	"github.com/timed-project/timed/control"
+	"github.com/timed-project/timed/sources"
+)
+
+// engine is what the daemon needs of sources.Engine; tests substitute it.
+type engine interface {
+	AddSource(name string, opts sources.SourceOptions) error
+	RemoveSource(name string)
+	Polled(name string, now time.Time)
+	Measured(name string, m sources.Measurement)
+	Fault(name, reason string)
+	PollInterval(name string) time.Duration
+	Update(now time.Time) sources.Correction
+	Status(now time.Time) sources.Status
+	MakeStep()
+}
+
+// poolRunner is an NTP pool: it adds and removes its servers through reg.
+type poolRunner interface {
+	Run(ctx context.Context, reg sources.Registry) error
+}
+
+// factories make the parts the daemon runs; tests replace them.
+type factories struct {
+	newEngine func(cfg sources.Config, log *zap.Logger) engine
+	newClock  func(cfg config.ClockConfig, log *zap.Logger) (clk clock.Clock, observe bool, err error)
+	newServer func(sc config.NTPServer, tb sources.Timebase, log *zap.Logger) (sources.Source, error)
+	newPool   func(pc config.NTPPool, tb sources.Timebase, log *zap.Logger) poolRunner
+	// listenControl makes the control socket; it returns the path used.
+	listenControl func(path string, log *zap.Logger) (ln net.Listener, used string, err error)
+}
+
+// Intervals of the daemon's housekeeping.
+const (
+	updateInterval = time.Second // engine.Update without new measurements
+	driftInterval  = time.Hour   // drift file while synchronized
+)
+
+// Daemon is a running timed. Make it with New, then call Run.
+type Daemon struct {
+	log     *zap.Logger
+	f       factories
+	clk     clock.Clock
+	observe bool
+
+	reloadMu sync.Mutex // serializes Reload
+	cfgPath  string     // guarded by reloadMu
+
+	mu         sync.Mutex // guards all below; serializes every engine call
+	eng        engine
+	cfg        *config.Config // the configuration in force
+	driftPath  string         // "" when no drift file is kept
+	everSynced bool
+	synced     bool
+	freqSet    bool
+	lastFreq   float64
+	applyErrs  map[string]string // last error per clock operation, to log changes only
+	ctx        context.Context   // Run's context; nil until Run
+	running    map[string]*reporter
+	servers    map[config.NTPServer]*task
+	pools      map[config.NTPPool]*task
+
+	tasks sync.WaitGroup // every source and pool goroutine
+
+	ready       chan struct{}
+	socketPath  string // set before ready closes
+	metricsAddr string // set before ready closes
+}
+
+// New builds the daemon from cfg: the clock, the drift file's frequency and
+// the engine. cfgPath is the file cfg came from, read again on Reload; empty
+// means cfg is the embedded default, and Reload then reads
+// config.DefaultPath if it has appeared since. Nothing runs until Run.
+func New(cfg *config.Config, cfgPath string, log *zap.Logger) (*Daemon, error) {
+	return newDaemon(cfg, cfgPath, log, defaultFactories())
+}
+
+// Run runs timed until ctx is done: New, then Daemon.Run.
+func Run(ctx context.Context, cfg *config.Config, cfgPath string, log *zap.Logger) error {
+	d, err := New(cfg, cfgPath, log)
+	if err != nil {
+		return err
+	}
+	return d.Run(ctx)
+}
+
+func newDaemon(cfg *config.Config, cfgPath string, log *zap.Logger, f factories) (*Daemon, error) {
+	if log == nil {
+		log = zap.NewNop()
+	}
+	clk, observe, err := f.newClock(cfg.Clock, log)
+	if err != nil {
+		return nil, err
+	}
+	d := &Daemon{
+		log:       log,
+		f:         f,
+		clk:       clk,
+		observe:   observe,
+		cfgPath:   cfgPath,
+		cfg:       cfg,
+		applyErrs: map[string]string{},
+		running:   map[string]*reporter{},
+		servers:   map[config.NTPServer]*task{},
+		pools:     map[config.NTPPool]*task{},
+		ready:     make(chan struct{}),
+	}
+	ecfg := engineConfig(cfg.Engine)
+	ecfg.Observe = observe
+	d.setDriftPath(cfg.DriftFile)
+	if d.driftPath != "" {
+		if err := os.MkdirAll(filepath.Dir(d.driftPath), 0o755); err != nil {
+			log.Warn("the drift file's directory cannot be made; the frequency will not be saved",
+				zap.String("drift_file", d.driftPath), zap.Error(err))
+		}
+		ppm, unc, err := clock.ReadDrift(d.driftPath)
+		switch {
+		case errors.Is(err, fs.ErrNotExist):
+			log.Info("no drift file yet (first start): the oscillator's frequency error is unknown",
+				zap.String("drift_file", d.driftPath))
+		case err != nil:
+			log.Warn("drift file unreadable; starting with an unknown frequency", zap.Error(err))
+		default:
+			ecfg.InitialFrequency, ecfg.InitialFrequencyUncertainty = ppm, unc
+			if err := clk.SetFrequency(ppm); err != nil {
+				log.Error("cannot set the clock's frequency from the drift file", zap.Error(err))
+			} else {
+				d.freqSet, d.lastFreq = true, ppm
+			}
+			log.Info("frequency from the drift file", zap.String("drift_file", d.driftPath),
+				zap.Float64("frequency_ppm", ppm), zap.Float64("uncertainty_ppm", unc))
+		}
+	}
+	if !d.freqSet && !observe {
+		// Without a drift file the engine starts from whatever frequency
+		// the clock runs at now (the kernel keeps it across restarts), so
+		// that its idea of the raw oscillator matches the clock's.
+		if ppm, err := clk.Frequency(); err == nil {
+			ecfg.InitialFrequency = ppm
+		}
+	}
+	d.eng = f.newEngine(ecfg, log.Named("engine"))
+	return d, nil
+}
+
+// setDriftPath decides whether a drift file is kept. It is, for the system
+// clock only: the frequency of a virtual clock includes its simulated error
+// and that of the `none` clock is never applied, so saving either would
+// mislead the next start with the system clock.
+func (d *Daemon) setDriftPath(path string) {
+	d.driftPath = ""
+	if path == "" {
+		return
+	}
+	if d.clk.Name() != "system" {
+		d.log.Debug("drift file not used with this clock", zap.String("clock", d.clk.Name()))
+		return
+	}
+	d.driftPath = path
+}
+
+// engineConfig maps the `engine:` section to the engine's configuration.
+func engineConfig(e config.EngineConfig) sources.Config {
+	return sources.Config{
+		MinAgreeingSources: e.MinAgreeingSources,
+		StepThreshold:      e.StepThreshold,
+		StepLimit:          e.StepLimit,
+		PanicThreshold:     e.PanicThreshold,
+		MaxSlewRate:        e.MaxSlewRatePPM,
+		MaxFrequency:       e.MaxFrequencyPPM,
+	}
+}
+
+// buildClock makes the configured clock driver. observe is true when the
+// clock cannot be steered (the `none` driver).
+func buildClock(cfg config.ClockConfig, log *zap.Logger) (clock.Clock, bool, error) {
+	switch cfg.Driver {
+	case "", "system":
+		if !clock.CanSetTime() {
+			log.Warn("no CAP_SYS_TIME: running with the virtual clock; the system clock will not be disciplined")
+			return clock.NewVirtual(clock.VirtualOptions{}), false, nil
+		}
+		c, err := clock.NewSystem(log.Named("clock"))
+		if err != nil {
+			log.Warn("the system clock driver is unavailable: running with the virtual clock; the system clock will not be disciplined",
+				zap.Error(err))
+			return clock.NewVirtual(clock.VirtualOptions{}), false, nil
+		}
+		return c, false, nil
+	case "virtual":
+		return clock.NewVirtual(clock.VirtualOptions{
+			Offset:       cfg.Simulate.Offset,
+			FrequencyPPM: cfg.Simulate.FrequencyPPM,
+		}), false, nil
+	case "none":
+		return clock.NewNone(), true, nil
+	default:
+		return nil, false, fmt.Errorf("daemon: clock driver %q: want system, virtual or none", cfg.Driver)
+	}
+}
+
+// Ready is closed once Run listens on the control socket (and the metrics
+// endpoint) and has started the sources.
+func (d *Daemon) Ready() <-chan struct{} { return d.ready }
+
+// ControlSocket is the path of the control socket; valid once Ready is
+// closed (it differs from the configured one after a fallback).
+func (d *Daemon) ControlSocket() string {
+	<-d.ready
+	return d.socketPath
+}
+
+// MetricsAddr is the address the metrics endpoint listens on ("" when off);
+// valid once Ready is closed.
+func (d *Daemon) MetricsAddr() string {
+	<-d.ready
+	return d.metricsAddr
+}
+
+// Run starts the control socket, the metrics endpoint and every source, and
+// steers the clock until ctx is done. Then it stops the sources and saves
+// the drift file. It returns an error if the control socket or the metrics
+// endpoint cannot be set up; Run may be called once.
+func (d *Daemon) Run(ctx context.Context) error {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+
+	d.mu.Lock()
+	cfg := d.cfg
+	d.mu.Unlock()
+
+	ln, sockPath, err := d.f.listenControl(cfg.Control.Socket, d.log)
+	if err != nil {
+		return err
+	}
+	var (
+		metricsSrv *metricsServer
+		bg         sync.WaitGroup
+	)
+	if cfg.Metrics.Listen != "" {
+		metricsSrv, err = listenMetrics(cfg.Metrics.Listen, newMetricsRegistry(d.Status), d.log)
+		if err != nil {
+			ln.Close()
+			return err
+		}
+		d.metricsAddr = metricsSrv.addr()
+		bg.Go(func() { metricsSrv.serve(ctx) })
+	}
+	d.socketPath = sockPath
+	srv := control.NewServer(d, d.log.Named("control"), changeGID(d.log))
+	bg.Go(func() {
+		if err := srv.Serve(ctx, ln); err != nil && ctx.Err() == nil {
+			d.log.Error("control socket stopped", zap.Error(err))
+		}
+	})
+
+	d.mu.Lock()
+	d.ctx = ctx
+	d.startSourcesLocked(cfg.NTP)
+	d.mu.Unlock()
+	d.log.Info("timed running", zap.String("clock", d.clk.Name()), zap.String("control_socket", sockPath),
+		zap.String("metrics", d.metricsAddr), zap.Int("ntp_servers", len(cfg.NTP.Servers)),
+		zap.Int("ntp_pools", len(cfg.NTP.Pools)))
+	close(d.ready)
+
+	d.loop(ctx)
+
+	d.stopAllSources()
+	cancel()
+	bg.Wait()
+	d.saveDrift(true)
+	d.log.Info("timed stopped")
+	return nil
+}
+
+// loop runs the engine once a second and saves the drift file every hour.
+func (d *Daemon) loop(ctx context.Context) {
+	upd := time.NewTicker(updateInterval)
+	defer upd.Stop()
+	drift := time.NewTicker(driftInterval)
+	defer drift.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-upd.C:
+			d.mu.Lock()
+			d.updateLocked()
+			d.mu.Unlock()
+		case <-drift.C:
+			d.saveDrift(false)
+		}
+	}
+}
+
+// updateLocked asks the engine what the clock must do now and does it.
+func (d *Daemon) updateLocked() {
+	d.applyLocked(d.eng.Update(d.clk.Now()))
+}
+
+// applyLocked carries a correction out on the clock: step, then
+// frequency, then the synchronization status. Failures are logged (once
+// per distinct error), never fatal.
+func (d *Daemon) applyLocked(c sources.Correction) {
+	if c.Step != 0 {
+		err := d.clk.Step(c.Step)
+		if d.noteErr("step", err) == nil {
+			msg := "clock stepped"
+			if d.everSynced {
+				d.log.Warn(msg, zap.Duration("step", c.Step), zap.Float64("step_s", c.Step.Seconds()))
+			} else {
+				d.log.Info(msg+" at start-up", zap.Duration("step", c.Step), zap.Float64("step_s", c.Step.Seconds()))
+			}
+		}
+	}
+	if !d.freqSet || c.Frequency != d.lastFreq {
+		if d.noteErr("frequency", d.clk.SetFrequency(c.Frequency)) == nil {
+			d.freqSet, d.lastFreq = true, c.Frequency
+		}
+	}
+	d.noteErr("sync", d.clk.SetSync(c.Sync))
+	if c.Sync.Synchronized != d.synced {
+		d.synced = c.Sync.Synchronized
+		if d.synced {
+			d.everSynced = true
+			d.log.Info("clock synchronized", zap.Duration("est_error", c.Sync.EstError))
+		} else {
+			d.log.Warn("clock no longer synchronized")
+		}
+	}
+}
+
+// noteErr logs err when it differs from the last error of the same
+// operation, and logs the recovery; it returns err.
+func (d *Daemon) noteErr(op string, err error) error {
+	prev := d.applyErrs[op]
+	switch {
+	case err == nil && prev != "":
+		delete(d.applyErrs, op)
+		d.log.Info("clock "+op+" works again", zap.String("previous_error", prev))
+	case err != nil && err.Error() != prev:
+		d.applyErrs[op] = err.Error()
+		d.log.Error("clock "+op+" failed", zap.String("clock", d.clk.Name()), zap.Error(err))
+	}
+	return err
+}
+
+// saveDrift writes the engine's frequency to the drift file: periodically
+// only while synchronized, at stop if the clock was ever synchronized in
+// this run (so a run that never synchronized does not overwrite a good
+// file).
+func (d *Daemon) saveDrift(stopping bool) {
+	d.mu.Lock()
+	path := d.driftPath
+	st := d.eng.Status(d.clk.Now())
+	ever := d.everSynced
+	d.mu.Unlock()
+	if path == "" || (!st.Synchronized && !(stopping && ever)) {
+		return
+	}
+	if err := clock.WriteDrift(path, st.Frequency, st.FrequencyUncertainty); err != nil {
+		d.log.Warn("cannot write the drift file; carrying on", zap.Error(err))
+		return
+	}
+	d.log.Debug("drift file written", zap.String("drift_file", path),
+		zap.Float64("frequency_ppm", st.Frequency), zap.Float64("uncertainty_ppm", st.FrequencyUncertainty))
+}
+
+// Status is the engine's status and the clock's, as `timectl status`
+// shows them. It implements control.Backend.
+func (d *Daemon) Status() control.StatusReply {
+	d.mu.Lock()
+	st := d.eng.Status(d.clk.Now())
+	d.mu.Unlock()
+	info := control.ClockInfo{Driver: d.clk.Name()}
+	if v, ok := d.clk.(interface{ OffsetFromSystem() time.Duration }); ok {
+		info.OffsetFromSystem = v.OffsetFromSystem().Seconds()
+	}
+	if f, err := d.clk.Frequency(); err == nil {
+		info.Frequency = f
+	}
+	return control.StatusReply{Engine: st, Clock: info}
+}
+
+// MakeStep lets the next correction step the clock whatever the step limit.
+// It implements control.Backend.
+func (d *Daemon) MakeStep() error {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	d.eng.MakeStep()
+	d.log.Info("makestep: the next correction may step the clock")
+	d.updateLocked()
+	return nil
+}
+
+// changeGID is the group whose members may change timed through the
+// control socket besides root: "timed" if it exists, else none (-1).
+func changeGID(log *zap.Logger) int {
+	g, err := user.LookupGroup("timed")
+	if err != nil {
+		return -1
+	}
+	gid, err := strconv.Atoi(g.Gid)
+	if err != nil {
+		return -1
+	}
+	log.Debug("members of group timed may change timed", zap.Int("gid", gid))
+	return gid
+}
+
+func defaultFactories() factories {
+	return factories{
+		newEngine: func(cfg sources.Config, log *zap.Logger) engine { return sources.NewEngine(cfg, log) },
+		newClock:  buildClock,
+		newServer: newNTPServer,
+		newPool:   newNTPPool,
+		listenControl: func(path string, log *zap.Logger) (net.Listener, string, error) {
+			return listenControl(path, log, os.Getenv("XDG_RUNTIME_DIR"))
+		},
+	}
+}
