@@ -102,6 +102,7 @@ type filter struct {
 	// asymmetry is the fraction of the excess delay by which samples were
 	// corrected (0 for a symmetric path).
 	asymmetry float64
+	w         *work
 }
 
 func newFilter(priorB, priorBVar float64) *filter {
@@ -184,43 +185,42 @@ func (f *filter) estimate() {
 		f.valid = false
 		return
 	}
-	delays := make([]float64, n)
-	for i := range f.win {
-		delays[i] = f.win[i].delay
+	if f.w == nil {
+		f.w = newWork(windowSize)
 	}
-	sort.Float64s(delays)
-	f.minDelay = delays[0]
-	median := delays[n/2]
+	w := f.w.resize(n)
+	for i := range f.win {
+		w.sorted[i] = f.win[i].delay
+	}
+	sort.Float64s(w.sorted)
+	f.minDelay = w.sorted[0]
+	median := w.sorted[n/2]
 	minDelayErr := (median - f.minDelay) / math.Sqrt(math.Sqrt(float64(n)))
 	if n == 1 {
 		minDelayErr = f.minDelay / 4
 	}
-	excess := make([]float64, n)
-	ys := make([]float64, n)
-	vars := make([]float64, n)
 	for i := range f.win {
-		excess[i] = math.Max(0, f.win[i].delay-f.minDelay)
-		ys[i] = f.win[i].y
-		vars[i] = measurementVar(&f.win[i], f.minDelay, minDelayErr, 1)
+		w.excess[i] = math.Max(0, f.win[i].delay-f.minDelay)
+		w.ys[i] = f.win[i].y
+		w.vars[i] = measurementVar(&f.win[i], f.minDelay, minDelayErr, 1)
 	}
-	sorted := append([]float64(nil), vars...)
-	sort.Float64s(sorted)
-	f.noise = math.Sqrt(sorted[n/2])
+	copy(w.sorted, w.vars)
+	sort.Float64s(w.sorted)
+	f.noise = math.Sqrt(w.sorted[n/2])
 
-	w := newWork(n)
-	f.search(ys, vars, w)
+	f.search(w)
 	f.asymmetry = 0
 	if n >= asymmetryMinSamples {
 		// Queueing delay on one side of the path shows up as offsets that
 		// move with the delay: each sample is then off by a fraction of its
 		// excess delay, which can be measured and taken out.
-		if a, ok := asymmetry(excess, w.innov, w.svar, w.outlier); ok {
+		if a, ok := asymmetry(w.excess, w.innov, w.svar, w.bestOutlier); ok {
 			f.asymmetry = a
 			for i := range f.win {
-				ys[i] = f.win[i].y - a*excess[i]
-				vars[i] = measurementVar(&f.win[i], f.minDelay, minDelayErr, 1-4*a*a)
+				w.ys[i] = f.win[i].y - a*w.excess[i]
+				w.vars[i] = measurementVar(&f.win[i], f.minDelay, minDelayErr, 1-4*a*a)
 			}
-			f.search(ys, vars, w)
+			f.search(w)
 		}
 	}
 	for i := range f.win {
@@ -232,27 +232,38 @@ func (f *filter) estimate() {
 // asymmetryMinSamples is how many samples the asymmetry estimate needs.
 const asymmetryMinSamples = 16
 
-// work holds the scratch slices of one estimate.
+// work holds the scratch slices of an estimate, allocated once per filter
+// so that frequent samples (PTP sends up to 128 a second) make no garbage.
 type work struct {
-	outlier, bestOutlier []bool
-	innov, svar          []float64 // innovations and their variances
-	bestInnov, bestSvar  []float64
+	excess, ys, vars, sorted []float64
+	outlier, bestOutlier     []bool
+	innov, svar              []float64 // innovations and their variances
+	bestInnov, bestSvar      []float64
 }
 
 func newWork(n int) *work {
 	return &work{
+		excess: make([]float64, n), ys: make([]float64, n), vars: make([]float64, n), sorted: make([]float64, n),
 		outlier: make([]bool, n), bestOutlier: make([]bool, n),
 		innov: make([]float64, n), svar: make([]float64, n),
 		bestInnov: make([]float64, n), bestSvar: make([]float64, n),
 	}
 }
 
+// resize returns w with every slice n long (n ≤ the capacity).
+func (w *work) resize(n int) *work {
+	w.excess, w.ys, w.vars, w.sorted = w.excess[:n], w.ys[:n], w.vars[:n], w.sorted[:n]
+	w.outlier, w.bestOutlier = w.outlier[:n], w.bestOutlier[:n]
+	w.innov, w.svar, w.bestInnov, w.bestSvar = w.innov[:n], w.svar[:n], w.bestInnov[:n], w.bestSvar[:n]
+	return w
+}
+
 // search runs the filter for every wander level and keeps the most likely.
-func (f *filter) search(ys, vars []float64, w *work) {
+func (f *filter) search(w *work) {
 	best := math.Inf(-1)
-	n := len(ys)
+	n := len(w.ys)
 	for _, q := range wanderGrid {
-		est, ll := f.run(q, ys, vars, w)
+		est, ll := f.run(q, w.ys, w.vars, w)
 		// A weak prior keeps the choice sensible while samples are few.
 		d := math.Log10(q/wanderPrior) / wanderPriorDecades
 		ll -= 0.5 * d * d * math.Max(1, 16/float64(n))
