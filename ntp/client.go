@@ -442,7 +442,8 @@ func (s *session) expireCurrent() {
 		return
 	}
 	s.missed++
-	if s.missed >= UnreachableAfter {
+	if s.missed == UnreachableAfter {
+		// Reported once: the count goes on in the engine's reach register.
 		s.c.unreachable.Store(true)
 		s.setFault(fmt.Sprintf("no response to the last %d requests", s.missed))
 	}

@@ -422,21 +422,17 @@ func (e *Engine) selectSources(u float64) (survivors []string, ready bool) {
 	for _, n := range e.order {
 		s := e.srcs[n]
 		switch {
+		case s.unanswer >= unreachablePolls || !s.f.valid && s.polls >= startupPolls:
+			s.state, s.reason = StateUnreachable, fmt.Sprintf("no answer to the last %d requests", s.unanswer)
+			continue
 		case s.fault != "":
 			s.state, s.reason = StateFault, s.fault
 			continue
 		case !s.f.valid:
-			if s.polls >= startupPolls {
-				s.state, s.reason = StateUnreachable, fmt.Sprintf("no answer to %d requests", s.unanswer)
-				continue
-			}
 			s.state, s.reason = StateInitial, "no measurement yet"
 			if !e.everSynced && s.polledYet {
 				ready = false // wait for its first answer
 			}
-			continue
-		case s.unanswer >= unreachablePolls:
-			s.state, s.reason = StateUnreachable, fmt.Sprintf("no answer to the last %d requests", s.unanswer)
 			continue
 		}
 		x, v := s.f.est.at(u)
