@@ -72,8 +72,9 @@ type Client struct {
 	demobilized atomic.Bool
 
 	// Dropped counts received packets that were dropped, by reason.
-	mu      sync.Mutex
-	dropped map[string]uint64
+	mu         sync.Mutex
+	dropped    map[string]uint64
+	dropWarned map[string]time.Time // when each kind of drop was last logged loudly
 }
 
 // NewClient checks cfg and returns a client; nothing is sent until Run.
@@ -104,7 +105,7 @@ func NewClient(cfg ClientConfig, tb sources.Timebase, log *zap.Logger) (*Client,
 		cfg.Resolver = net.DefaultResolver
 	}
 	name := net.JoinHostPort(cfg.Address, strconv.Itoa(cfg.Port))
-	return &Client{cfg: cfg, name: name, tb: tb, log: log.With(zap.String("source", name)), dropped: map[string]uint64{}}, nil
+	return &Client{cfg: cfg, name: name, tb: tb, log: log.With(zap.String("source", name)), dropped: map[string]uint64{}, dropWarned: map[string]time.Time{}}, nil
 }
 
 // Name returns "host:port" (or "ip:port", "[ipv6]:port").
@@ -147,11 +148,36 @@ const (
 )
 
 func (c *Client) drop(reason string, fields ...zap.Field) {
+	now := time.Now()
 	c.mu.Lock()
 	c.dropped[reason]++
+	total := c.dropped[reason]
+	last, warned := c.dropWarned[reason]
+	loud := !warned || now.Sub(last) >= dropLogInterval
+	if loud {
+		c.dropWarned[reason] = now
+	}
 	c.mu.Unlock()
-	c.log.Debug("dropped packet: "+reason, fields...)
+	msg := "dropped packet: " + reason
+	if !loud {
+		c.log.Debug(msg, fields...)
+		return
+	}
+	// The first drop of each kind, then at most one a minute, is logged
+	// where an operator sees it: spoofed or broken replies are worth
+	// knowing about, but must not flood the log.
+	fields = append(fields, zap.Uint64("dropped_total", total))
+	switch reason {
+	case DropLate, DropDuplicate:
+		c.log.Info(msg, fields...)
+	default:
+		c.log.Warn(msg, fields...)
+	}
 }
+
+// dropLogInterval limits how often dropped packets of one kind are logged
+// above debug level.
+const dropLogInterval = time.Minute
 
 // received is one datagram from the reader goroutine.
 type received struct {

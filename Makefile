@@ -1,0 +1,77 @@
+# timed: build, test, cross-compile, fuzz. See DEVELOPERS.md.
+
+GO           ?= go
+# Time limit of each `go test` run.
+TEST_TIMEOUT ?= 15m
+# How long make test runs each fuzz target.
+FUZZ_SHORT   ?= 10s
+# How long make fuzz runs each fuzz target (by hand).
+FUZZTIME     ?= 10m
+# The platforms the module must build for.
+PLATFORMS    := linux/amd64 linux/arm64 linux/arm linux/386 freebsd/amd64 darwin/arm64
+
+# The end-to-end tests run on their own, after the rest, so that other
+# packages' tests do not load the CPU while they measure microseconds.
+INTEROP      := ./test/interop
+
+.PHONY: all build test peers vet unit interop fuzz-short fuzz cross perf perf-footprint clean
+
+all: build
+
+build:
+	$(GO) build -o bin/ ./cmd/...
+
+# Everything: peers (installed when missing), vet, unit and simulation
+# tests, the end-to-end tests, and every fuzz target for a short time.
+# Written as one recipe so that `make -j` cannot reorder it.
+test:
+	scripts/install-peers.sh
+	$(GO) vet ./...
+	$(GO) test -timeout $(TEST_TIMEOUT) $$($(GO) list ./... | grep -v '/test/interop$$')
+	$(GO) test -timeout $(TEST_TIMEOUT) -v $(INTEROP)
+	$(MAKE) --no-print-directory fuzz-short
+
+peers:
+	scripts/install-peers.sh
+
+vet:
+	$(GO) vet ./...
+
+unit:
+	$(GO) test -timeout $(TEST_TIMEOUT) $$($(GO) list ./... | grep -v '/test/interop$$')
+
+interop:
+	$(GO) test -timeout $(TEST_TIMEOUT) -v $(INTEROP)
+
+# Every FuzzXxx target in the module (found by scripts/fuzz-targets.sh), one
+# after the other, for FUZZ_SHORT each (make test) or FUZZTIME each (make fuzz).
+fuzz-short:
+	@scripts/fuzz-targets.sh | while read -r dir name; do \
+		echo "fuzz $$dir $$name for $(FUZZ_SHORT)"; \
+		$(GO) test -run='^$$' -fuzz="^$$name\$$" -fuzztime=$(FUZZ_SHORT) "$$dir" || exit 1; \
+	done
+
+fuzz:
+	@scripts/fuzz-targets.sh | while read -r dir name; do \
+		echo "fuzz $$dir $$name for $(FUZZTIME)"; \
+		$(GO) test -run='^$$' -fuzz="^$$name\$$" -fuzztime=$(FUZZTIME) "$$dir" || exit 1; \
+	done
+
+# Build for every supported platform, without cgo.
+cross:
+	@for p in $(PLATFORMS); do \
+		echo "GOOS=$${p%/*} GOARCH=$${p#*/} go build ./..."; \
+		CGO_ENABLED=0 GOOS=$${p%/*} GOARCH=$${p#*/} $(GO) build ./... || exit 1; \
+	done
+
+# Regenerate docs/PERFORMANCE.md: the simulator's scenario table, then the
+# footprint of timed next to chronyd (needs root and chronyd).
+perf:
+	$(GO) run ./internal/sim/cmd/scenarios -w docs/PERFORMANCE.md
+	$(MAKE) --no-print-directory perf-footprint
+
+perf-footprint:
+	TIMED_WRITE_PERF=1 $(GO) test -count=1 -timeout $(TEST_TIMEOUT) -v -run '^TestChrony$$' $(INTEROP)
+
+clean:
+	rm -rf bin/
