@@ -7,6 +7,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"strconv"
 	"syscall"
 	"time"
 )
@@ -59,4 +60,17 @@ func removeStale(path string) error {
 		return fmt.Errorf("control: removing stale socket: %w", err)
 	}
 	return nil
+}
+
+// FallbackSocket is where an unprivileged timed puts its control socket
+// when it cannot use the default one, and where timectl then finds it:
+// $XDG_RUNTIME_DIR/timed/timed.sock (given the value of XDG_RUNTIME_DIR),
+// else $TMPDIR/timed-UID/timed.sock.
+func FallbackSocket(xdgRuntimeDir string) string {
+	if xdgRuntimeDir != "" {
+		if st, err := os.Stat(xdgRuntimeDir); err == nil && st.IsDir() {
+			return filepath.Join(xdgRuntimeDir, "timed", "timed.sock")
+		}
+	}
+	return filepath.Join(os.TempDir(), "timed-"+strconv.Itoa(os.Getuid()), "timed.sock")
 }

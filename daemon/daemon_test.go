@@ -360,16 +360,3 @@ func TestEngineConfig(t *testing.T) {
 		t.Errorf("engineConfig = %+v, want %+v", got, want)
 	}
 }
-
-func TestFallbackSocket(t *testing.T) {
-	dir := t.TempDir()
-	if got, want := fallbackSocket(dir), filepath.Join(dir, "timed", "timed.sock"); got != want {
-		t.Errorf("fallbackSocket(%q) = %q, want %q", dir, got, want)
-	}
-	if got := fallbackSocket(""); !strings.HasPrefix(got, os.TempDir()) || !strings.HasSuffix(got, "timed.sock") {
-		t.Errorf("fallbackSocket(\"\") = %q", got)
-	}
-	if got := fallbackSocket(filepath.Join(dir, "missing")); !strings.HasPrefix(got, os.TempDir()) {
-		t.Errorf("fallbackSocket(missing dir) = %q", got)
-	}
-}

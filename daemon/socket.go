@@ -5,9 +5,6 @@ import (
 	"fmt"
 	"io/fs"
 	"net"
-	"os"
-	"path/filepath"
-	"strconv"
 
 	"go.uber.org/zap"
 
@@ -17,7 +14,7 @@ import (
 
 // listenControl makes the control socket at path. When path is the default
 // one and its directory cannot be made or written (timed runs as an
-// ordinary user), it falls back to FallbackSocket and logs where.
+// ordinary user), it falls back to control.FallbackSocket and logs where.
 func listenControl(path string, log *zap.Logger, xdgRuntimeDir string) (net.Listener, string, error) {
 	if path == "" {
 		path = config.DefaultControlSocket
@@ -29,7 +26,7 @@ func listenControl(path string, log *zap.Logger, xdgRuntimeDir string) (net.List
 	if path != config.DefaultControlSocket || !errors.Is(err, fs.ErrPermission) {
 		return nil, "", fmt.Errorf("daemon: control socket %s: %w", path, err)
 	}
-	alt := fallbackSocket(xdgRuntimeDir)
+	alt := control.FallbackSocket(xdgRuntimeDir)
 	ln, err2 := control.Listen(alt)
 	if err2 != nil {
 		return nil, "", fmt.Errorf("daemon: control socket %s: %w; fallback %s: %w", path, err, alt, err2)
@@ -37,16 +34,4 @@ func listenControl(path string, log *zap.Logger, xdgRuntimeDir string) (net.List
 	log.Warn("cannot make the control socket in its usual place; using a private one (timectl -s "+alt+")",
 		zap.String("wanted", path), zap.String("control_socket", alt), zap.NamedError("reason", err))
 	return ln, alt, nil
-}
-
-// fallbackSocket is where an unprivileged timed puts its control socket:
-// $XDG_RUNTIME_DIR/timed/timed.sock, else $TMPDIR/timed-UID/timed.sock.
-// timectl looks in the same places.
-func fallbackSocket(xdgRuntimeDir string) string {
-	if xdgRuntimeDir != "" {
-		if st, err := os.Stat(xdgRuntimeDir); err == nil && st.IsDir() {
-			return filepath.Join(xdgRuntimeDir, "timed", "timed.sock")
-		}
-	}
-	return filepath.Join(os.TempDir(), "timed-"+strconv.Itoa(os.Getuid()), "timed.sock")
 }

@@ -17,7 +17,6 @@ import (
 	"io"
 	"io/fs"
 	"os"
-	"path/filepath"
 	"strconv"
 	"time"
 
@@ -197,12 +196,7 @@ func (g *globals) socketPath(cmd *cobra.Command) string {
 	if cmd.Flags().Changed("socket") {
 		return g.socket
 	}
-	candidates := []string{g.socket}
-	if x := os.Getenv("XDG_RUNTIME_DIR"); x != "" {
-		candidates = append(candidates, filepath.Join(x, "timed", "timed.sock"))
-	}
-	candidates = append(candidates, filepath.Join(os.TempDir(), "timed-"+strconv.Itoa(os.Getuid()), "timed.sock"))
-	for _, p := range candidates {
+	for _, p := range []string{g.socket, control.FallbackSocket(os.Getenv("XDG_RUNTIME_DIR"))} {
 		if _, err := os.Stat(p); err == nil {
 			return p
 		}
