@@ -379,14 +379,18 @@ func (f *filter) last() *sample {
 
 // pollTarget is the poll interval (s) the filter wants. Until its window is
 // full it wants samples as fast as allowed (more samples, faster
-// convergence). Then it wants the window to span the time over which the
-// oscillator's wander grows to the measurement noise: a longer span would
-// hold samples too old to help, a shorter one throws away information.
+// convergence). Then it wants about samplesPerWander samples within the
+// time over which the oscillator's wander grows to the measurement noise:
+// samples older than that say little about the clock now, so polling faster
+// buys little accuracy and costs the server load.
 func (f *filter) pollTarget() float64 {
 	if !f.valid || len(f.win) < windowSize {
 		return 1e-3
 	}
-	q := f.est.q
-	span := math.Cbrt(3 * f.noise * f.noise / q)
-	return span / windowSize
+	span := math.Cbrt(3 * f.noise * f.noise / f.est.q)
+	return span / samplesPerWander
 }
+
+// samplesPerWander is how many samples the filter wants within the wander's
+// time scale.
+const samplesPerWander = 32
