@@ -406,6 +406,12 @@ func (s *session) poll(ctx context.Context, interval time.Duration) error {
 			return nil
 		case <-expire.C:
 			s.expireCurrent()
+			// The engine may want a lost request retried sooner (at
+			// start, before the clock's frequency is known).
+			if d := s.interval(); sent.Add(d).Before(next) {
+				next = sent.Add(d)
+				wait.Reset(time.Until(next))
+			}
 		case <-wait.C:
 			s.expireCurrent()
 			return nil

@@ -42,7 +42,16 @@ func (r *reporter) Polled() {
 }
 func (r *reporter) Measured(m sources.Measurement) { r.meas <- m }
 func (r *reporter) Fault(s string)                 { r.faults <- s }
-func (r *reporter) PollInterval() time.Duration    { return r.interval }
+func (r *reporter) PollInterval() time.Duration {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.interval
+}
+func (r *reporter) setInterval(d time.Duration) {
+	r.mu.Lock()
+	r.interval = d
+	r.mu.Unlock()
+}
 func (r *reporter) polls() []time.Time {
 	r.mu.Lock()
 	defer r.mu.Unlock()
@@ -380,6 +389,33 @@ func TestClientUnreachableAndBack(t *testing.T) {
 	r.fault(t, "")
 	if c.Unreachable() {
 		t.Error("still unreachable after a response")
+	}
+}
+
+// When a request times out, the client asks the engine again: at start the
+// engine wants a lost response retried long before the poll interval ends.
+func TestClientReplansAfterTimeout(t *testing.T) {
+	srv := newFakeServer(t)
+	srv.setRespond(func(*fakeServer, Header, time.Time, netip.AddrPort) {})
+	r := newReporter(time.Minute)
+	startClient(t, clientCfg(srv.addr()), sysTimebase{}, r)
+	deadline := time.Now().Add(2 * time.Second)
+	for len(r.polls()) == 0 {
+		if time.Now().After(deadline) {
+			t.Fatal("no first request")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	r.setInterval(100 * time.Millisecond) // the engine now wants a quick retry
+	deadline = time.Now().Add(8 * time.Second)
+	for len(r.polls()) < 2 {
+		if time.Now().After(deadline) {
+			t.Fatal("the lost request was not retried before the minute-long poll interval ended")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	if gap := r.polls()[1].Sub(r.polls()[0]); gap > 6*time.Second {
+		t.Errorf("retry after %v; want it right after the 4 s response time-out", gap)
 	}
 }
 
