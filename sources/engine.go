@@ -379,8 +379,8 @@ func (e *Engine) Update(now time.Time) Correction {
 		Sync: ClockSync{
 			Synchronized: e.synchronized,
 			Leap:         e.leap,
-			EstError:     time.Duration(e.lastUnc * 1e9),
-			MaxError:     time.Duration(e.rootDistance(refSrc) * 1e9),
+			EstError:     time.Duration(math.Hypot(e.lastUnc, phase) * 1e9),
+			MaxError:     time.Duration((e.rootDistance(refSrc) + math.Abs(phase) + 3*e.lastUnc) * 1e9),
 		},
 	}
 }
