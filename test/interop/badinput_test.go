@@ -216,17 +216,17 @@ func TestBadReplies(t *testing.T) {
 	resp.next(t)
 	time.Sleep(2 * time.Second)
 	routine := map[string]bool{}
-	for _, m := range logLines(tp.output()) {
+	for _, m := range logLines(tp.Output()) {
 		routine[lineKey(m)] = true
 	}
 
 	for _, c := range badCases {
 		t.Run(c.name, func(t *testing.T) {
 			req := resp.next(t)
-			before := len(logLines(tp.output()))
+			before := len(logLines(tp.Output()))
 			c.send(t, resp, other, req)
 			time.Sleep(time.Second)
-			lines := logLines(tp.output())[before:]
+			lines := logLines(tp.Output())[before:]
 			var clear []string
 			for _, m := range lines {
 				b, _ := json.Marshal(m)
@@ -234,8 +234,8 @@ func TestBadReplies(t *testing.T) {
 					clear = append(clear, string(b))
 				}
 			}
-			if tp.exited() {
-				t.Fatalf("timed exited: %v\n%s", tp.waitErr, tp.tail(20))
+			if tp.Exited() {
+				t.Fatalf("timed exited: %v\n%s", tp.Err(), tp.Tail(20))
 			}
 			if len(clear) == 0 {
 				t.Errorf("no new log line about the %s reply (matching %s) among %d new lines", c.name, c.words, len(lines))

@@ -5,7 +5,6 @@ package interop
 import (
 	"math"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -139,15 +138,6 @@ func TestWriteFootprintSection(t *testing.T) {
 	want := "# Perf\n\nbefore\n" + footprintBegin + "\ntable two\n" + footprintEnd + "\nafter\n"
 	if string(b) != want {
 		t.Errorf("replaced section:\n%s\nwant:\n%s", b, want)
-	}
-}
-
-func TestShellQuote(t *testing.T) {
-	for _, s := range []string{"plain", "with space", "it's", `"$HOME" \n`} {
-		out, err := exec.Command("sh", "-c", "printf %s "+shellQuote(s)).Output()
-		if err != nil || string(out) != s {
-			t.Errorf("sh -c printf %%s %s = %q, %v; want %q", shellQuote(s), out, err, s)
-		}
 	}
 }
 

@@ -14,6 +14,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/timed-project/timed/internal/peers"
 	"github.com/timed-project/timed/internal/testenv"
 )
 
@@ -73,11 +74,11 @@ func lastGood(samples []sample) *sample {
 }
 
 // waitUntil sleeps until d after start, or until p exits.
-func waitUntil(t *testing.T, p *proc, start time.Time, d time.Duration) {
+func waitUntil(t *testing.T, p *peers.Proc, start time.Time, d time.Duration) {
 	t.Helper()
 	select {
-	case <-p.done:
-		t.Fatalf("%s exited during the run: %v\n%s", p.name, p.waitErr, p.tail(30))
+	case <-p.Done():
+		t.Fatalf("%s exited during the run: %v\n%s", p.Name(), p.Err(), p.Tail(30))
 	case <-time.After(time.Until(start.Add(d))):
 	}
 }
@@ -92,35 +93,34 @@ func TestChrony(t *testing.T) {
 	testenv.RequireRoot(t)
 	chronyd := testenv.LookPath(t, "chronyd", "/usr/sbin/chronyd")
 	binaries(t)
-	port := freeUDPPort(t)
-	startChronyServer(t, port)
+	srv := peers.StartChronyServer(t, peers.ChronyOptions{})
+	port := int(srv.Addr.Port())
 	serverLine := fmt.Sprintf("server 127.0.0.1 port %d iburst minpoll -2 maxpoll -2", port)
 
 	cfg := simulatedStart
 	cfg.Port = port
-	client := startChronyClient(t, serverLine)
+	client := peers.StartChronyClient(t, serverLine)
 	tp := startTimed(t, cfg, "")
 	smp := tp.sample(time.Second)
-	waitUntil(t, tp.proc, tp.started, syncWithin+rmsWindow)
+	waitUntil(t, tp.Proc, tp.Started(), syncWithin+rmsWindow)
 	samples := smp.Stop()
 
 	// (d) footprints over the whole run, and the CPU both use in a quiet
 	// stretch without status queries (timed answers one a second above).
-	fpTimed, errT := readFootprint(tp.pid())
-	fpChrony, errC := readFootprint(client.pid())
-	ranTimed, ranChrony := time.Since(tp.started), time.Since(client.started)
+	fpTimed, errT := readFootprint(tp.Pid())
+	fpChrony, errC := readFootprint(client.Pid())
+	ranTimed, ranChrony := time.Since(tp.Started()), time.Since(client.Started())
 	quiet0 := time.Now()
 
 	// (c) chronyd -Q against the same server. The server's offset from the
 	// system clock does not change, so timed's last 10 s of measurements
 	// stand for the same quantity.
-	qcmd := exec.Command("capsh", "--drop=cap_sys_time", "--", "-c",
-		"exec "+shellQuote(chronyd)+" -Q -t 10 "+shellQuote(fmt.Sprintf("server 127.0.0.1 port %d iburst", port)))
+	qcmd := peers.Command(t, chronyd, "-Q", "-t", "10", fmt.Sprintf("server 127.0.0.1 port %d iburst", port))
 	qout, qerr := qcmd.CombinedOutput()
 
 	time.Sleep(time.Until(quiet0.Add(quietWindow)))
-	quietTimed, errQT := taskCPU(tp.pid())
-	quietChrony, errQC := taskCPU(client.pid())
+	quietTimed, errQT := taskCPU(tp.Pid())
+	quietChrony, errQC := taskCPU(client.Pid())
 	quietRan := time.Since(quiet0)
 	quietTimed -= fpTimed.TaskCPU
 	quietChrony -= fpChrony.TaskCPU
@@ -157,7 +157,7 @@ func TestChrony(t *testing.T) {
 		})
 		t.Logf("footprint, one run side by side:\n%s", table)
 		if os.Getenv("TIMED_WRITE_PERF") == "1" {
-			path := filepath.Join(repoRoot(t), "docs", "PERFORMANCE.md")
+			path := filepath.Join(peers.RepoRoot(t), "docs", "PERFORMANCE.md")
 			if err := writeFootprintSection(path, table); err != nil {
 				t.Fatal(err)
 			}
@@ -223,21 +223,21 @@ func kernel() string {
 func TestNtpsec(t *testing.T) {
 	t.Parallel()
 	testenv.RequireRoot(t)
-	ntpsecPaths(t)
+	peers.NtpsecPaths(t)
 	binaries(t)
-	ns := newNetns(t)
-	startNtpsecServer(t, ns)
+	ns := peers.NewNetns(t)
+	peers.StartNtpsecServer(t, ns)
 	cfg := simulatedStart
 	cfg.Port = 123
 	tp := startTimed(t, cfg, ns)
 	smp := tp.sample(time.Second)
-	waitUntil(t, tp.proc, tp.started, syncWithin+rmsWindow)
+	waitUntil(t, tp.Proc, tp.Started(), syncWithin+rmsWindow)
 	samples := smp.Stop()
 	checkSync(t, "ntpsec", samples)
 
 	// For reference in the log: what ntpdig measures now, next to what
 	// timed measures (both referred to the system clock).
-	_, ntpdig := ntpsecPaths(t)
+	_, ntpdig := peers.NtpsecPaths(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	out, err := exec.CommandContext(ctx, "ip", "netns", "exec", ns, ntpdig, "-t", "1", "-j", "127.0.0.1").CombinedOutput()

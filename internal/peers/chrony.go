@@ -1,0 +1,82 @@
+package peers
+
+import (
+	"net/netip"
+	"path/filepath"
+	"strconv"
+	"testing"
+
+	"github.com/timed-project/timed/internal/testenv"
+)
+
+// ChronyOptions configures a chronyd server.
+type ChronyOptions struct {
+	// Addr is the loopback address to serve on; zero means 127.0.0.1.
+	Addr netip.Addr
+	// Port to serve on; 0 picks a free one.
+	Port int
+	// Stratum is the local reference's stratum ("local stratum N"); 0 means 1.
+	Stratum int
+	// Extra lines appended to the configuration.
+	Extra []string
+}
+
+// Chrony is a running chronyd server.
+type Chrony struct {
+	*Proc
+	// Addr is where it serves NTP.
+	Addr netip.AddrPort
+	// Dir is its temporary directory (config, pidfile, drift file, log).
+	Dir string
+}
+
+// StartChronyServer starts chronyd (-x: it never touches the clock) serving
+// NTP from its local reference, without CAP_SYS_TIME, and waits until it
+// answers. It is stopped when the test ends.
+func StartChronyServer(t testing.TB, opts ChronyOptions) *Chrony {
+	t.Helper()
+	chronyd := testenv.LookPath(t, "chronyd", "/usr/sbin/chronyd")
+	if !opts.Addr.IsValid() {
+		opts.Addr = netip.MustParseAddr("127.0.0.1")
+	}
+	if opts.Stratum == 0 {
+		opts.Stratum = 1
+	}
+	if opts.Port == 0 {
+		opts.Port = FreeUDPPort(t, opts.Addr)
+	}
+	dir := t.TempDir()
+	conf := append([]string{
+		"port " + strconv.Itoa(opts.Port),
+		"bindaddress " + opts.Addr.String(),
+		"allow " + opts.Addr.String(),
+		"local stratum " + strconv.Itoa(opts.Stratum),
+		"cmdport 0",
+		"bindcmdaddress /",
+		"pidfile " + filepath.Join(dir, "server.pid"),
+		"driftfile " + filepath.Join(dir, "drift"),
+	}, opts.Extra...)
+	path := writeConf(t, dir, "server.conf", conf...)
+	p := Start(t, ProcOptions{Name: "chronyd-server", Dir: dir}, chronyd, "-x", "-d", "-f", path)
+	c := &Chrony{Proc: p, Addr: netip.AddrPortFrom(opts.Addr, uint16(opts.Port)), Dir: dir}
+	WaitNTP(t, c.Addr, p)
+	return c
+}
+
+// StartChronyClient starts chronyd as a client (-x, without CAP_SYS_TIME,
+// no NTP server port, no command port) of the server that serverLine
+// configures, e.g. "server 127.0.0.1 port 11123 iburst". It is stopped when
+// the test ends.
+func StartChronyClient(t testing.TB, serverLine string) *Proc {
+	t.Helper()
+	chronyd := testenv.LookPath(t, "chronyd", "/usr/sbin/chronyd")
+	dir := t.TempDir()
+	path := writeConf(t, dir, "client.conf",
+		serverLine,
+		"port 0",
+		"cmdport 0",
+		"bindcmdaddress /",
+		"pidfile "+filepath.Join(dir, "client.pid"),
+	)
+	return Start(t, ProcOptions{Name: "chronyd-client", Dir: dir}, chronyd, "-x", "-d", "-f", path)
+}

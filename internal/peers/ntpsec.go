@@ -1,0 +1,57 @@
+package peers
+
+import (
+	"bytes"
+	"os/exec"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/timed-project/timed/internal/testenv"
+)
+
+// NtpsecPaths finds ntpsec's ntpd and ntpdig where
+// scripts/install-peers.sh extracts them (under PeersDir).
+func NtpsecPaths(t testing.TB) (ntpd, ntpdig string) {
+	t.Helper()
+	base := filepath.Join(PeersDir(t), "ntpsec")
+	ntpd = testenv.LookPath(t, "ntpsec-ntpd-not-on-path", filepath.Join(base, "usr/sbin/ntpd"))
+	ntpdig = testenv.LookPath(t, "ntpsec-ntpdig-not-on-path", filepath.Join(base, "usr/bin/ntpdig"))
+	return ntpd, ntpdig
+}
+
+// StartNtpsecServer runs ntpsec's ntpd as a server on 127.0.0.1:123 inside
+// netns (see NewNetns; orphan mode, no clock discipline, without
+// CAP_SYS_TIME) and waits up to 15 s until ntpdig, in the same namespace,
+// gets an answer from it. It is stopped when the test ends.
+func StartNtpsecServer(t testing.TB, netns string) *Proc {
+	t.Helper()
+	ntpd, ntpdig := NtpsecPaths(t)
+	dir := t.TempDir()
+	path := writeConf(t, dir, "ntp.conf",
+		"tos orphan 3 orphanwait 0",
+		"disable ntp",
+		"disable kernel",
+		"restrict default kod limited nomodify noquery",
+		"restrict 127.0.0.1",
+		"interface ignore wildcard",
+		"interface listen 127.0.0.1",
+	)
+	p := Start(t, ProcOptions{Name: "ntpsec-ntpd", Dir: dir, Netns: netns}, ntpd, "-n", "-c", path, "-p", filepath.Join(dir, "ntpd.pid"))
+	ip := testenv.LookPath(t, "ip", "/usr/sbin/ip", "/sbin/ip")
+	deadline := time.Now().Add(15 * time.Second)
+	for {
+		if p.Exited() {
+			t.Fatalf("ntpd exited: %v\n%s", p.Err(), p.Tail(20))
+		}
+		out, err := exec.Command(ip, "netns", "exec", netns, ntpdig, "-t", "1", "-j", "127.0.0.1").CombinedOutput()
+		if err == nil && bytes.Contains(out, []byte(`"offset"`)) {
+			t.Logf("ntpdig in %s: %s", netns, bytes.TrimSpace(out))
+			return p
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("ntpsec's ntpd does not answer ntpdig in %s: %v: %s\n%s", netns, err, out, p.Tail(20))
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+}
