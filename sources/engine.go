@@ -44,7 +44,8 @@ type Engine struct {
 	lastFreqUnc  float64
 	holdover     bool
 	synchronized bool
-	leap         Leap
+	leap         Leap // the sources' vote
+	lp           leapState
 }
 
 type source struct {
@@ -84,7 +85,8 @@ func NewEngine(cfg Config, log *zap.Logger) *Engine {
 	if cfg.MaxFrequency <= 0 {
 		cfg.MaxFrequency = DefaultConfig().MaxFrequency
 	}
-	return &Engine{cfg: cfg, log: log, srcs: map[string]*source{}, message: "waiting for the first measurement"}
+	return &Engine{cfg: cfg, log: log, srcs: map[string]*source{}, message: "waiting for the first measurement",
+		lp: leapState{at: math.NaN()}}
 }
 
 func (e *Engine) sec(t time.Time) float64 {
@@ -158,9 +160,9 @@ func (e *Engine) Measured(name string, m Measurement) {
 		return
 	}
 	l := e.sec(m.Local)
-	if s.polledYet && s.stepsAt != e.steps {
-		// The exchange straddled a clock step: its timestamps mix two
-		// timescales.
+	if s.polledYet && s.stepsAt != e.steps || e.nearLeap(l) {
+		// The exchange straddled a clock step or a leap second: its
+		// timestamps mix two timescales.
 		s.dropped++
 		return
 	}
@@ -378,7 +380,7 @@ func (e *Engine) Update(now time.Time) Correction {
 		Frequency: newFreq * 1e6,
 		Sync: ClockSync{
 			Synchronized: e.synchronized,
-			Leap:         e.leap,
+			Leap:         e.clockLeap(now.Add(time.Duration(step*1e9)), e.leap),
 			EstError:     time.Duration(math.Hypot(e.lastUnc, phase) * 1e9),
 			MaxError:     time.Duration((e.rootDistance(refSrc) + math.Abs(phase) + 3*e.lastUnc) * 1e9),
 		},

@@ -27,6 +27,15 @@ type rig struct {
 	// jitter > 0 adds queueing delay up to jitter on one side of the path.
 	jitter float64
 	seq    uint64
+	// A leap second: the sources announce leap until true time leapAtTrue,
+	// then their time steps; the clock applies it at its own midnight when
+	// the engine told it to, as the kernel does.
+	leap        Leap
+	leapAtTrue  float64
+	sawLeap     bool // the engine passed the leap to the clock
+	armed       Leap // what the clock was last told
+	kernelLeaps int
+	leapDone    time.Time // the midnight the clock applied a leap at
 }
 
 func newRig(t *testing.T, cfg Config, errors map[string]float64, opts map[string]SourceOptions) *rig {
@@ -61,11 +70,22 @@ func (r *rig) measure(name string) {
 			err = -err
 		}
 	}
+	leap := LeapNone
+	if r.leap != LeapNone {
+		if r.now < r.leapAtTrue {
+			leap = r.leap
+		} else if r.leap == LeapInsert {
+			err-- // POSIX time repeated a second
+		} else {
+			err++
+		}
+	}
 	m := Measurement{
 		Local:   r.local(),
 		Offset:  time.Duration((-r.off + r.errors[name] + err) * 1e9),
 		Delay:   time.Duration((r.delay + excess) * 1e9),
 		Stratum: 1,
+		Leap:    leap,
 	}
 	r.e.Measured(name, m)
 }
@@ -77,7 +97,35 @@ func (r *rig) update() Correction {
 		r.steps++
 	}
 	r.freq = c.Frequency * 1e-6
+	r.armed = c.Sync.Leap
+	if r.armed != LeapNone {
+		r.sawLeap = true
+	}
 	return c
+}
+
+// advance moves true time on by one second, and applies a leap second the
+// clock was told of when its reading crosses midnight.
+func (r *rig) advance() {
+	before := r.local()
+	r.off += r.osc + r.freq
+	r.now++
+	mid, ok := leapMidnight(before)
+	after := r.local()
+	if r.leapDone.Equal(mid) || r.leapDone.Equal(mid.Add(-24*time.Hour)) {
+		ok = false // like the kernel, once per midnight
+	}
+	switch {
+	case !ok || r.armed == LeapNone:
+	case r.armed == LeapInsert && !after.Before(mid):
+		r.off--
+		r.kernelLeaps++
+		r.leapDone = mid
+	case r.armed == LeapDelete && !after.Before(mid.Add(-time.Second)):
+		r.off++
+		r.kernelLeaps++
+		r.leapDone = mid
+	}
 }
 
 // run advances true time by secs seconds, polling every source every
@@ -95,8 +143,7 @@ func (r *rig) run(secs, every int, skip func(name string) bool) {
 			}
 		}
 		r.update()
-		r.off += r.osc + r.freq
-		r.now++
+		r.advance()
 	}
 }
 
@@ -317,14 +364,86 @@ func TestObserveNeverSteers(t *testing.T) {
 }
 
 func TestLeapVote(t *testing.T) {
-	r := newRig(t, DefaultConfig(), map[string]float64{"a": 0, "b": 0, "c": 0}, nil)
-	r.run(20, 2, nil)
-	for _, n := range []string{"a", "b"} {
-		r.e.srcs[n].last.Leap = LeapInsert
+	tests := []struct {
+		name     string
+		epoch    time.Time
+		announce []string // sources announcing an insertion
+		want     Leap
+	}{
+		{"majority, last day of the month", time.Date(2026, 6, 30, 12, 0, 0, 0, time.UTC), []string{"a", "b"}, LeapInsert},
+		{"minority", time.Date(2026, 6, 30, 12, 0, 0, 0, time.UTC), []string{"a"}, LeapNone},
+		// Announced early: the clock must not insert it at tonight's midnight.
+		{"majority, mid-month", time.Date(2026, 6, 15, 12, 0, 0, 0, time.UTC), []string{"a", "b", "c"}, LeapNone},
 	}
-	c := r.update()
-	if c.Sync.Leap != LeapInsert {
-		t.Fatalf("leap %v, want insert", c.Sync.Leap)
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			r := newRig(t, DefaultConfig(), map[string]float64{"a": 0, "b": 0, "c": 0}, nil)
+			r.epoch = tc.epoch
+			r.run(20, 2, nil)
+			for _, n := range tc.announce {
+				r.e.srcs[n].last.Leap = LeapInsert
+			}
+			if c := r.update(); c.Sync.Leap != tc.want {
+				t.Fatalf("leap %v, want %v", c.Sync.Leap, tc.want)
+			}
+		})
+	}
+}
+
+// A leap second announced by the sources on the last day of a month: the
+// engine tells the clock, the clock applies it at its midnight (as the
+// kernel does), the sources' time steps too, and the clock keeps UTC through
+// it without a glitch, a step of the engine's own or a filter restart.
+func TestLeapSecond(t *testing.T) {
+	for _, kind := range []Leap{LeapInsert, LeapDelete} {
+		t.Run(kind.String(), func(t *testing.T) {
+			r := newRig(t, DefaultConfig(), map[string]float64{"a": 0, "b": 0, "c": 0}, nil)
+			r.epoch = time.Date(2026, 12, 31, 23, 40, 0, 0, time.UTC)
+			r.osc = 100e-6
+			mid := 20 * 60.0 // true seconds from the epoch to midnight
+			d := -1.0        // POSIX time goes back one second
+			if kind == LeapDelete {
+				d = 1
+			}
+			r.leap = kind
+			r.leapAtTrue = mid
+			r.jitter = 20e-6
+			const poll = 16
+			r.run(20*60-10, poll, nil)
+			// From just before midnight on, the clock keeps UTC (POSIX)
+			// time, following the leap without a glitch.
+			worst := 0.0
+			for i := 0; i < 600; i++ {
+				if i%poll == 0 {
+					for name := range r.errors {
+						r.measure(name)
+					}
+				}
+				r.update()
+				r.advance()
+				if math.Abs(r.now-mid) <= 1 {
+					continue // the second of the leap itself
+				}
+				want := 0.0
+				if r.now > mid {
+					want = d
+				}
+				worst = math.Max(worst, math.Abs(r.off-want))
+			}
+			t.Logf("worst offset from UTC around the leap: %.1f µs", worst*1e6)
+			if worst > 20e-6 {
+				t.Errorf("around the leap the clock was up to %.1f µs off UTC", worst*1e6)
+			}
+			if r.steps != 0 {
+				t.Errorf("the engine stepped the clock %d times", r.steps)
+			}
+			if n := r.logs.FilterMessageSnippet("jumped").Len(); n != 0 {
+				t.Errorf("%d filters restarted", n)
+			}
+			if c := r.update(); c.Sync.Leap != LeapNone {
+				t.Errorf("after the leap the clock is still told %v", c.Sync.Leap)
+			}
+		})
 	}
 }
 
