@@ -22,6 +22,9 @@ type Clock interface {
 	// Step adds d to the clock at once.
 	Step(d time.Duration) error
 	// SetSync tells the OS whether the clock is synchronized, the leap
-	// second pending and the error estimates.
+	// second pending and the error estimates. A leap second passed while
+	// synchronized is applied by the driver at the next UTC midnight (the
+	// kernel does it for the system clock), once; the engine passes one
+	// only on the last day of a month.
 	SetSync(s sources.ClockSync) error
 }

@@ -47,11 +47,38 @@ type virtualState struct {
 	simPPM float64 // simulated frequency error
 	corPPM float64 // frequency correction (what SetFrequency set)
 	sync   sources.ClockSync
+	// A pending leap second: from virtual time leapAt on (before the leap)
+	// the clock is leapDelta further on (−1 s: 23:59:59 repeats; +1 s:
+	// 23:59:59 is skipped). leapMid is the midnight of the last leap armed,
+	// so that it is applied once.
+	leapAt, leapDelta, leapMid int64
+}
+
+const dayNanos = int64(24 * time.Hour)
+
+// base is the virtual time at system time s, before any pending leap.
+func (st *virtualState) base(s int64) int64 {
+	elapsed := s - st.s0
+	return st.v0 + elapsed + int64(math.Round(float64(elapsed)*(st.simPPM+st.corPPM)*1e-6))
 }
 
 func (st *virtualState) at(s int64) int64 {
-	elapsed := s - st.s0
-	return st.v0 + elapsed + int64(math.Round(float64(elapsed)*(st.simPPM+st.corPPM)*1e-6))
+	v := st.base(s)
+	if st.leapDelta != 0 && v >= st.leapAt {
+		v += st.leapDelta
+	}
+	return v
+}
+
+// reanchor returns a copy of st anchored at system time s, with a leap that
+// has happened by then folded into the anchor.
+func (st *virtualState) reanchor(s int64) virtualState {
+	next := *st
+	next.s0, next.v0 = s, st.at(s)
+	if st.leapDelta != 0 && st.base(s) >= st.leapAt {
+		next.leapAt, next.leapDelta = 0, 0
+	}
+	return next
 }
 
 // NewVirtual returns a virtual clock that starts opts.Offset ahead of the
@@ -106,9 +133,8 @@ func (v *Virtual) SetFrequency(ppm float64) error {
 	if total := old.simPPM + ppm; total > maxVirtualPPM || total < -maxVirtualPPM {
 		return fmt.Errorf("clock: virtual: frequency %.3f ppm is beyond ±%d ppm", ppm, maxVirtualPPM)
 	}
-	s := v.sysNow().UnixNano()
-	next := *old
-	next.s0, next.v0, next.corPPM = s, old.at(s), ppm
+	next := old.reanchor(v.sysNow().UnixNano())
+	next.corPPM = ppm
 	v.state.Store(&next)
 	return nil
 }
@@ -123,12 +149,38 @@ func (v *Virtual) Step(d time.Duration) error {
 	return nil
 }
 
-// SetSync records the synchronization status (there is no kernel to tell).
+// SetSync records the synchronization status. A leap second (when
+// synchronized) is applied at the next UTC midnight of the virtual time, as
+// the kernel does for the system clock; a leap withdrawn before then is
+// cancelled.
 func (v *Virtual) SetSync(s sources.ClockSync) error {
 	v.mu.Lock()
 	defer v.mu.Unlock()
-	next := *v.state.Load()
+	next := v.state.Load().reanchor(v.sysNow().UnixNano())
 	next.sync = s
+	delta := int64(0)
+	if s.Synchronized {
+		switch s.Leap {
+		case sources.LeapInsert:
+			delta = -int64(time.Second)
+		case sources.LeapDelete:
+			delta = int64(time.Second)
+		}
+	}
+	mid := (next.v0/dayNanos + 1) * dayNanos
+	switch {
+	case delta == 0:
+		next.leapAt, next.leapDelta = 0, 0
+	case mid == next.leapMid && next.leapDelta == 0:
+		// This midnight's leap has happened (the inserted second is
+		// still running): once is enough.
+	default:
+		next.leapDelta, next.leapMid = delta, mid
+		next.leapAt = mid
+		if delta > 0 {
+			next.leapAt = mid - int64(time.Second)
+		}
+	}
 	v.state.Store(&next)
 	return nil
 }

@@ -250,3 +250,56 @@ func BenchmarkVirtualNowParallel(b *testing.B) {
 		}
 	})
 }
+
+// The virtual clock applies a leap second at the next UTC midnight, as the
+// kernel does for the system clock, once.
+func TestVirtualLeapSecond(t *testing.T) {
+	start := time.Date(2026, 12, 31, 23, 59, 58, 500_000_000, time.UTC)
+	tests := []struct {
+		name string
+		leap sources.Leap
+		// the virtual time 1, 2 and 3 s after start
+		want [3]string
+	}{
+		{"insert", sources.LeapInsert, [3]string{"23:59:59.5", "23:59:59.5", "00:00:00.5"}},
+		{"delete", sources.LeapDelete, [3]string{"00:00:00.5", "00:00:01.5", "00:00:02.5"}},
+		{"none", sources.LeapNone, [3]string{"23:59:59.5", "00:00:00.5", "00:00:01.5"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			sys := &fakeSystemTime{}
+			sys.ns.Store(start.UnixNano())
+			v := newVirtual(VirtualOptions{}, sys.now)
+			for i, want := range tt.want {
+				sys.advance(time.Second)
+				// The engine keeps telling the clock every second, and
+				// re-anchors it; neither may apply the leap twice.
+				if err := v.SetSync(sources.ClockSync{Synchronized: true, Leap: tt.leap}); err != nil {
+					t.Fatal(err)
+				}
+				if err := v.SetFrequency(float64(i)); err != nil {
+					t.Fatal(err)
+				}
+				if got := v.Now().UTC().Format("15:04:05.0"); got != want {
+					t.Errorf("%d s after start: %s, want %s", i+1, got, want)
+				}
+			}
+		})
+	}
+}
+
+func TestVirtualLeapWithdrawn(t *testing.T) {
+	sys := &fakeSystemTime{}
+	sys.ns.Store(time.Date(2026, 12, 31, 23, 59, 58, 0, time.UTC).UnixNano())
+	v := newVirtual(VirtualOptions{}, sys.now)
+	if err := v.SetSync(sources.ClockSync{Synchronized: true, Leap: sources.LeapInsert}); err != nil {
+		t.Fatal(err)
+	}
+	if err := v.SetSync(sources.ClockSync{Synchronized: true}); err != nil {
+		t.Fatal(err)
+	}
+	sys.advance(3 * time.Second)
+	if got := v.Now().UTC().Format("15:04:05"); got != "00:00:01" {
+		t.Errorf("withdrawn leap applied: %s", got)
+	}
+}
