@@ -243,6 +243,9 @@ const (
 	fastCorrection = 3.0
 	// wanderSlew scales the slew rate allowed by the oscillator's wander.
 	wanderSlew = 10.0
+	// slewingNote: a phase error still being slewed that is larger than
+	// this (s) is mentioned in the status message.
+	slewingNote = 1e-3
 	// combineLimit: a source whose error bound is more than this many times
 	// the best source's is not averaged in.
 	combineLimit = 3.0
@@ -331,6 +334,9 @@ func (e *Engine) Update(now time.Time) Correction {
 		e.message = "holdover: no source is reachable; the clock runs on the last good frequency"
 	} else {
 		e.message = fmt.Sprintf("synchronized to %s", refSrc.name)
+		if rest := offset - step; math.Abs(rest) > slewingNote && !e.cfg.Observe {
+			e.message += fmt.Sprintf("; slewing the clock by %s", fmtSeconds(rest))
+		}
 	}
 
 	// Frequency: the oscillator's correction, plus a phase slew.

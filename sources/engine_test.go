@@ -536,3 +536,18 @@ func TestTimeline(t *testing.T) {
 		t.Errorf("raw = %g", got)
 	}
 }
+
+func TestStatusSaysWhileSlewing(t *testing.T) {
+	r := newRig(t, DefaultConfig(), map[string]float64{"a": 0}, nil)
+	r.off = -0.5 // below the step threshold: slewed
+	r.measure("a")
+	r.update()
+	st := r.e.Status(r.local())
+	if !st.Synchronized || !strings.Contains(st.Message, "slewing the clock by +") {
+		t.Fatalf("status %q while 0.5 s is being slewed", st.Message)
+	}
+	r.run(60, 2, nil)
+	if st := r.e.Status(r.local()); strings.Contains(st.Message, "slewing") {
+		t.Errorf("status %q after the slew", st.Message)
+	}
+}
