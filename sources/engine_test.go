@@ -551,3 +551,14 @@ func TestStatusSaysWhileSlewing(t *testing.T) {
 		t.Errorf("status %q after the slew", st.Message)
 	}
 }
+
+// A host that boots far off (no RTC) is corrected at the first
+// synchronization, beyond the panic threshold.
+func TestFirstSyncIsExemptFromPanicThreshold(t *testing.T) {
+	r := newRig(t, DefaultConfig(), map[string]float64{"a": 0}, nil)
+	r.off = -2000 // 2000 s behind; the panic threshold is 1000 s
+	r.run(10, 2, nil)
+	if r.steps != 1 || math.Abs(r.off) > 1e-3 {
+		t.Fatalf("steps %d, clock off %.3f s; want one step to the right time", r.steps, r.off)
+	}
+}
