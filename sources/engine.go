@@ -34,11 +34,9 @@ type Engine struct {
 	lastUpdate   float64
 	everSynced   bool
 	survivors    []string // the sources combined at the last update
-	reference    string
 	makeStep     bool
 	message      string
 	panicLogged  bool
-	lastOffset   float64 // combined offset (true − local) at the last Update
 	lastUnc      float64
 	lastFreq     float64 // oscillator correction at the last Update (ratio)
 	lastFreqUnc  float64
@@ -67,8 +65,8 @@ type source struct {
 	state     SourceState
 	reason    string
 	// per Update
-	x, variance float64 // estimate of true − raw now
-	lambda      float64 // half-width of the confidence interval
+	x      float64 // estimate of true − raw now
+	lambda float64 // half-width of the confidence interval
 }
 
 // NewEngine makes an engine with no sources.
@@ -295,8 +293,6 @@ func (e *Engine) Update(now time.Time) Correction {
 	}
 	x, xvar, b, bvar, refSrc := combine(u, e.survivors)
 	offset := x - corr // true − local now
-	e.reference = refSrc.name
-	e.lastOffset = offset
 	e.lastUnc = math.Sqrt(xvar)
 	e.lastFreqUnc = math.Sqrt(bvar)
 
@@ -444,7 +440,7 @@ func (e *Engine) selectSources(u float64) (survivors []string, ready bool) {
 			continue
 		}
 		x, v := s.f.est.at(u)
-		s.x, s.variance = x, v
+		s.x = x
 		s.lambda = 3*math.Sqrt(v) + s.f.minDelay/2 + e.rootDistance(s)
 		switch {
 		case s.opts.NoSelect:
@@ -701,6 +697,7 @@ func (e *Engine) sourceStatus(s *source, u, corr float64) SourceStatus {
 		Reach: s.reach, Poll: s.poll, Samples: s.samples,
 		LastOffset: s.last.Offset.Seconds(), Delay: s.last.Delay.Seconds(),
 		RootDelay: s.last.RootDelay.Seconds(), RootDispersion: s.last.RootDispersion.Seconds(),
+		Dropped: s.dropped, Asymmetry: s.f.asymmetry,
 		Prefer: s.opts.Prefer, NoSelect: s.opts.NoSelect, Trust: s.opts.Trust, Require: s.opts.Require,
 	}
 	if s.samples > 0 && e.started {

@@ -97,8 +97,6 @@ type filter struct {
 	// noise is the typical measurement error (s, one sigma) of recent
 	// samples: the median over the window.
 	noise float64
-	// jumps counts restarts after the source's time jumped.
-	jumps int
 	// asymmetry is the fraction of the excess delay by which samples were
 	// corrected (0 for a symmetric path).
 	asymmetry float64
@@ -128,7 +126,6 @@ func (f *filter) add(s sample) (jumped bool) {
 	if f.jumpedTo() {
 		keep := f.win[len(f.win)-stepSamples:]
 		f.win = append(f.win[:0], keep...)
-		f.jumps++
 		f.estimate()
 		return true
 	}

@@ -17,8 +17,7 @@ import (
 // applied, over one second. Measurements taken around the midnight are
 // dropped, since their timestamps may straddle the step.
 type leapState struct {
-	armed Leap    // what the clock was last told to do (LeapNone: nothing)
-	at    float64 // local time of the midnight of the last leap armed (NaN: none)
+	at float64 // local time of the midnight of the last leap passed on (NaN: none)
 }
 
 // leapWindow: measurements taken this close (s) to a leap's midnight are
@@ -41,7 +40,6 @@ func (e *Engine) nearLeap(l float64) bool {
 // clockLeap decides the leap the clock must prepare for at local time now,
 // given the sources' vote.
 func (e *Engine) clockLeap(now time.Time, vote Leap) Leap {
-	e.lp.armed = LeapNone
 	if !e.synchronized || e.cfg.Observe || vote != LeapInsert && vote != LeapDelete {
 		return LeapNone
 	}
@@ -49,6 +47,6 @@ func (e *Engine) clockLeap(now time.Time, vote Leap) Leap {
 	if !ok {
 		return LeapNone
 	}
-	e.lp.armed, e.lp.at = vote, e.sec(mid)
+	e.lp.at = e.sec(mid)
 	return vote
 }

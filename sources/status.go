@@ -111,10 +111,16 @@ type SourceStatus struct {
 	// error, in ppm, with its uncertainty.
 	Frequency            float64 `json:"frequency_ppm"`
 	FrequencyUncertainty float64 `json:"frequency_uncertainty_ppm"`
-	Prefer               bool    `json:"prefer,omitempty"`
-	NoSelect             bool    `json:"noselect,omitempty"`
-	Trust                bool    `json:"trust,omitempty"`
-	Require              bool    `json:"require,omitempty"`
+	// Dropped counts measurements the engine refused (they straddled a
+	// clock step or a leap second, or were malformed).
+	Dropped int `json:"dropped"`
+	// Asymmetry is the fraction of each sample's excess delay taken out as
+	// the path's jitter asymmetry (0 on a symmetric path, ±0.5 at most).
+	Asymmetry float64 `json:"asymmetry"`
+	Prefer    bool    `json:"prefer,omitempty"`
+	NoSelect  bool    `json:"noselect,omitempty"`
+	Trust     bool    `json:"trust,omitempty"`
+	Require   bool    `json:"require,omitempty"`
 }
 
 // Status is the engine's whole state as `timectl status` shows it.
