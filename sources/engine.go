@@ -176,9 +176,6 @@ func (e *Engine) Measured(name string, m Measurement) {
 	s.last = m
 	s.lastLocal = l
 	s.samples++
-	if s.fault != "" && s.state == StateFault {
-		s.state = StateInitial
-	}
 	raw := e.tl.raw(l)
 	smp := sample{
 		u:         raw,
@@ -218,12 +215,14 @@ func (e *Engine) PollInterval(name string) time.Duration {
 	if s == nil {
 		return 64 * time.Second
 	}
+	poll := time.Duration(math.Ldexp(float64(time.Second), s.poll))
 	if s.f.count() < startupSamples && s.unanswer > 0 && s.unanswer <= startupRetries {
-		// Without two samples the oscillator's frequency is unknown and the
-		// clock drifts freely: a lost response at start is retried soon.
-		return startupRetry
+		// With only a few samples the oscillator's frequency is barely
+		// known and the clock drifts: a lost response at start is retried
+		// soon rather than a whole poll interval later.
+		return min(poll, startupRetry)
 	}
-	return time.Duration(math.Ldexp(float64(time.Second), s.poll))
+	return poll
 }
 
 // MakeStep makes the next Update step the clock by the whole offset,
