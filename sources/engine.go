@@ -297,21 +297,21 @@ func (e *Engine) Update(now time.Time) Correction {
 
 	var step float64
 	if !e.holdover {
+		if e.cfg.PanicThreshold > 0 && math.Abs(offset) > e.cfg.PanicThreshold.Seconds() && e.everSynced && !e.makeStep {
+			if !e.panicLogged {
+				e.log.Error("offset exceeds the panic threshold: not correcting the clock; check the sources, or run `timectl makestep` to accept it",
+					zap.Float64("offset_s", offset), zap.Duration("panic_threshold", e.cfg.PanicThreshold),
+					zap.String("reference", refSrc.name))
+				e.panicLogged = true
+			}
+			e.message = fmt.Sprintf("offset %s exceeds the panic threshold %s: not correcting the clock (run `timectl makestep` to accept it)",
+				fmtSeconds(offset), e.cfg.PanicThreshold)
+			e.holdover = true
+			return e.hold(corr, freq)
+		}
+		e.panicLogged = false
 		newData := e.seq > e.lastSeq
 		if newData {
-			if e.cfg.PanicThreshold > 0 && math.Abs(offset) > e.cfg.PanicThreshold.Seconds() && e.everSynced && !e.makeStep {
-				if !e.panicLogged {
-					e.log.Error("offset exceeds the panic threshold: not correcting the clock; check the sources, or run `timectl makestep` to accept it",
-						zap.Float64("offset_s", offset), zap.Duration("panic_threshold", e.cfg.PanicThreshold),
-						zap.String("reference", refSrc.name))
-					e.panicLogged = true
-				}
-				e.message = fmt.Sprintf("offset %s exceeds the panic threshold %s: not correcting the clock (run `timectl makestep` to accept it)",
-					fmtSeconds(offset), e.cfg.PanicThreshold)
-				e.holdover = true
-				return e.hold(corr, freq)
-			}
-			e.panicLogged = false
 			e.updates++
 			e.lastUpdate = l
 			e.lastSeq = e.seq
