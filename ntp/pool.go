@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math/rand/v2"
 	"net"
 	"net/netip"
 	"strconv"
@@ -133,6 +134,9 @@ func (p *Pool) fill(ctx context.Context, reg sources.Registry, active map[netip.
 			return fmt.Errorf("ntp: pool %s: %w", p.cfg.Address, err)
 		}
 	}
+	// Take the addresses in random order, so that clients sharing a
+	// resolver's answer spread over the pool's servers.
+	rand.Shuffle(len(addrs), func(i, j int) { addrs[i], addrs[j] = addrs[j], addrs[i] })
 	for _, a := range addrs {
 		if len(active) >= p.cfg.MaxSources {
 			break
