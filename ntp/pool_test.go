@@ -3,6 +3,7 @@ package ntp
 import (
 	"context"
 	"errors"
+	"fmt"
 	"net"
 	"net/netip"
 	"sort"
@@ -12,6 +13,7 @@ import (
 
 	"go.uber.org/zap/zaptest"
 
+	"github.com/timed-project/timed/internal/testenv"
 	"github.com/timed-project/timed/sources"
 )
 
@@ -67,7 +69,7 @@ func (g *registry) names() []string {
 func listenAt(t *testing.T, ip string, port int) *net.UDPConn {
 	c, err := net.ListenUDP("udp4", &net.UDPAddr{IP: net.ParseIP(ip), Port: port})
 	if err != nil {
-		t.Skipf("cannot listen on %s:%d: %v", ip, port, err)
+		testenv.Missing(t, fmt.Sprintf("a listening address %s:%d (%v)", ip, port, err))
 	}
 	t.Cleanup(func() { c.Close() })
 	return c
