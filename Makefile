@@ -48,13 +48,13 @@ interop:
 fuzz-short:
 	@scripts/fuzz-targets.sh | while read -r dir name; do \
 		echo "fuzz $$dir $$name for $(FUZZ_SHORT)"; \
-		$(GO) test -run='^$$' -fuzz="^$$name\$$" -fuzztime=$(FUZZ_SHORT) "$$dir" || exit 1; \
+		$(GO) test -run='^$$' -fuzz="^$$name\$$" -fuzztime=$(FUZZ_SHORT) -fuzzminimizetime=5s "$$dir" || exit 1; \
 	done
 
 fuzz:
 	@scripts/fuzz-targets.sh | while read -r dir name; do \
 		echo "fuzz $$dir $$name for $(FUZZTIME)"; \
-		$(GO) test -run='^$$' -fuzz="^$$name\$$" -fuzztime=$(FUZZTIME) "$$dir" || exit 1; \
+		$(GO) test -run='^$$' -fuzz="^$$name\$$" -fuzztime=$(FUZZTIME) -fuzzminimizetime=5s "$$dir" || exit 1; \
 	done
 
 # Build for every supported platform, without cgo.
