@@ -14,25 +14,16 @@ import (
 // (LOCAL_PEERCRED: the peer's effective uid and groups, the first of which
 // is its effective gid). The pid is not reported.
 func peerCredentials(conn net.Conn) (*peerCred, error) {
-	uc, ok := conn.(*net.UnixConn)
-	if !ok {
-		return nil, errors.New("not a Unix socket")
-	}
-	raw, err := uc.SyscallConn()
+	var cred *unix.Xucred
+	err := onSocketFD(conn, func(fd int) (err error) {
+		cred, err = unix.GetsockoptXucred(fd, unix.SOL_LOCAL, unix.LOCAL_PEERCRED)
+		if err != nil {
+			return fmt.Errorf("peer credentials: LOCAL_PEERCRED: %w", err)
+		}
+		return nil
+	})
 	if err != nil {
-		return nil, fmt.Errorf("peer credentials: %w", err)
-	}
-	var (
-		cred  *unix.Xucred
-		opErr error
-	)
-	if err := raw.Control(func(fd uintptr) {
-		cred, opErr = unix.GetsockoptXucred(int(fd), unix.SOL_LOCAL, unix.LOCAL_PEERCRED)
-	}); err != nil {
-		return nil, fmt.Errorf("peer credentials: %w", err)
-	}
-	if opErr != nil {
-		return nil, fmt.Errorf("peer credentials: LOCAL_PEERCRED: %w", opErr)
+		return nil, err
 	}
 	if cred.Ngroups < 1 {
 		return nil, errors.New("peer credentials: LOCAL_PEERCRED reported no groups")
