@@ -45,9 +45,6 @@ func (s truthSource) Run(ctx context.Context, r sources.Reporter) error {
 // With the real engine, measurements through the Reporter bring a virtual
 // clock started 200 ms and 50 ppm off to the system clock.
 func TestRealEngineSyncsVirtualClock(t *testing.T) {
-	if testing.Short() {
-		t.Skip("takes seconds")
-	}
 	cfg := virtualConfig(200 * time.Millisecond)
 	cfg.Clock.Simulate.FrequencyPPM = 50
 	cfg.Engine = config.EngineConfig{MinAgreeingSources: 1, StepThreshold: time.Second, StepLimit: 3,

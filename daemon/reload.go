@@ -101,26 +101,10 @@ func (d *Daemon) apply(cfg *config.Config) error {
 	for _, p := range cfg.NTP.Pools {
 		wantPools[p] = true
 	}
-	var stop []*task
-	removed, kept := 0, 0
-	for k, t := range d.servers {
-		if !wantServers[k] {
-			stop = append(stop, t)
-			delete(d.servers, k)
-			removed++
-		} else {
-			kept++
-		}
-	}
-	for k, t := range d.pools {
-		if !wantPools[k] {
-			stop = append(stop, t)
-			delete(d.pools, k)
-			removed++
-		} else {
-			kept++
-		}
-	}
+	stop, kept := dropUnwanted(d.servers, wantServers)
+	stopPools, keptPools := dropUnwanted(d.pools, wantPools)
+	stop = append(stop, stopPools...)
+	removed, kept := len(stop), kept+keptPools
 	d.mu.Unlock()
 
 	// Stop first, so that a server re-added with new options does not meet
@@ -137,4 +121,18 @@ func (d *Daemon) apply(cfg *config.Config) error {
 	d.log.Info("configuration reloaded", zap.Int("sources_added", added),
 		zap.Int("sources_removed", removed), zap.Int("sources_kept", kept))
 	return nil
+}
+
+// dropUnwanted removes from running the tasks whose key is not wanted and
+// returns them (to be stopped), with how many were kept.
+func dropUnwanted[K comparable](running map[K]*task, want map[K]bool) (stop []*task, kept int) {
+	for k, t := range running {
+		if !want[k] {
+			stop = append(stop, t)
+			delete(running, k)
+			continue
+		}
+		kept++
+	}
+	return stop, kept
 }

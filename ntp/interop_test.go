@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/timed-project/timed/internal/peers"
+	"github.com/timed-project/timed/internal/testenv"
 	"github.com/timed-project/timed/sources"
 )
 
@@ -13,8 +14,8 @@ import (
 const chronyLocalRefID = 0x7f7f0101
 
 func TestInteropChronyd(t *testing.T) {
-	if testing.Short() {
-		t.Skip("real peer")
+	if testing.Short() && !testenv.PeersRequired() {
+		t.Skip("real peer; -short leaves it out (never under TIMED_REQUIRE_PEERS=1)")
 	}
 	for _, tc := range []struct {
 		addr    string
