@@ -32,6 +32,7 @@ type Config struct {
 	DriftFile string
 	Engine    EngineConfig
 	NTP       NTPConfig
+	Server    ServerConfig
 	Control   ControlConfig
 	Metrics   MetricsConfig
 	Log       LogConfig
@@ -185,6 +186,7 @@ func defaults() Config {
 			MaxSlewRatePPM:     83333.333,
 			MaxFrequencyPPM:    500,
 		},
+		Server:  defaultServerSection(),
 		Control: ControlConfig{Socket: DefaultControlSocket},
 		Log:     LogConfig{Level: "info", Format: "auto"},
 	}

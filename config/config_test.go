@@ -2,6 +2,7 @@ package config
 
 import (
 	"errors"
+	"net/netip"
 	"os"
 	"path/filepath"
 	"reflect"
@@ -59,7 +60,9 @@ func TestDefaultYAMLDocumentsEveryKey(t *testing.T) {
 		"min_agreeing_sources", "step_threshold", "step_limit", "panic_threshold", "max_slew_rate_ppm",
 		"max_frequency_ppm", "ntp", "servers", "address", "port", "iburst", "minpoll", "maxpoll", "prefer",
 		"noselect", "trust", "require", "pools", "max_sources", "control", "socket", "metrics", "listen",
-		"log", "level", "format"}
+		"log", "level", "format", "server", "workers", "interleaved", "allow", "deny", "deny_response",
+		"client_table_size", "rate_limit", "interval", "burst", "kiss_every", "prefix_ipv4", "prefix_ipv6",
+		"prefix_interval", "prefix_burst", "local", "stratum"}
 	doc, err := os.ReadFile("../docs/CONFIG.md")
 	if err != nil {
 		t.Fatal(err)
@@ -116,6 +119,18 @@ func TestFullExample(t *testing.T) {
 				{Address: "pool.ntp.org", Port: 1123, MaxSources: 8, IBurst: true, MinPoll: 4, MaxPoll: 12},
 				{Address: "2.pool.ntp.org", Port: 123, MaxSources: 4, MinPoll: 6, MaxPoll: 10},
 			},
+		},
+		Server: ServerConfig{
+			Listen: []netip.AddrPort{
+				netip.MustParseAddrPort("0.0.0.0:123"), netip.MustParseAddrPort("[::]:123"), netip.MustParseAddrPort("192.0.2.1:1123"),
+			},
+			Workers:         4,
+			Allow:           []netip.Prefix{netip.MustParsePrefix("192.0.2.0/24"), netip.MustParsePrefix("2001:db8::/32"), netip.MustParsePrefix("198.51.100.7/32")},
+			Deny:            []netip.Prefix{netip.MustParsePrefix("192.0.2.128/25")},
+			DenyResponse:    "kiss",
+			ClientTableSize: 1024,
+			RateLimit:       RateLimitConfig{Interval: 2 * time.Second, Burst: 8, PrefixIPv4: 16, PrefixIPv6: 56, PrefixBurst: 64},
+			LocalStratum:    10,
 		},
 		Control: ControlConfig{Socket: "/tmp/timed/timed.sock"},
 		Metrics: MetricsConfig{Listen: "[::1]:9123"},
@@ -290,6 +305,17 @@ var errorCases = []struct {
 	{"bad ipv4", "ntp:\n  servers:\n    - address: 300.1.2.3\n", 3, 16, "ntp.servers[0].address", "not a valid IPv4 address", 0},
 	{"bad ipv6", "ntp:\n  servers:\n    - address: \"fe80::1::2\"\n", 3, 16, "ntp.servers[0].address", "not a valid IPv6 address", 0},
 	{"brackets", "ntp:\n  servers:\n    - address: \"[::1]\"\n", 3, 16, "ntp.servers[0].address", "in brackets", 0},
+	{"listen no port", "server:\n  listen: [192.0.2.1]\n", 2, 12, "server.listen[0]", `"192.0.2.1" is not an IP address and port`, 0},
+	{"listen name", "server:\n  listen: [\"localhost:123\"]\n", 2, 12, "server.listen[0]", "is not an IP address and port", 0},
+	{"listen twice", "server:\n  listen: [\"0.0.0.0:123\", \"0.0.0.0:123\"]\n", 2, 27, "server.listen[1]", "already listed at line 2", 0},
+	{"allow host bits", "server:\n  allow: [192.0.2.1/24]\n", 2, 11, "server.allow[0]", "write 192.0.2.0/24", 0},
+	{"deny garbage", "server:\n  deny: [everyone]\n", 2, 10, "server.deny[0]", `"everyone" is not a network`, 0},
+	{"deny response", "server:\n  deny_response: drop\n", 2, 18, "server.deny_response", "ignore", 0},
+	{"table too small", "server:\n  client_table_size: 10\n", 2, 22, "server.client_table_size", "from 64 to 16777216", 0},
+	{"negative interval", "server:\n  rate_limit: {interval: -1s}\n", 2, 26, "server.rate_limit.interval", "0 to turn the limit off", 0},
+	{"burst zero", "server:\n  rate_limit: {burst: 0}\n", 2, 23, "server.rate_limit.burst", "from 1 to 1048576", 0},
+	{"prefix too long", "server:\n  rate_limit: {prefix_ipv4: 33}\n", 2, 29, "server.rate_limit.prefix_ipv4", "from 1 to 32", 0},
+	{"local stratum", "server:\n  local: {stratum: 16}\n", 2, 20, "server.local.stratum", "from 1 to 15", 0},
 	{"number address", "ntp:\n  servers:\n    - address: 5\n", 3, 16, "ntp.servers[0].address", `expected a string, got the number "5"`, 0},
 }
 
