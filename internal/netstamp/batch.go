@@ -40,6 +40,6 @@ type BatchOptions struct {
 	ReusePort bool
 	// TxStamp receives the kernel's transmit timestamps of the datagrams
 	// written with StampTx, with their TxID. It is called from ReadBatch and
-	// WriteBatch, on the caller's goroutine.
+	// DrainTxStamps, on the caller's goroutine.
 	TxStamp func(id uint32, sys time.Time)
 }

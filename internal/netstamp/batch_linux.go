@@ -9,6 +9,7 @@ import (
 	"net"
 	"net/netip"
 	"os"
+	"sync/atomic"
 	"syscall"
 	"time"
 	"unsafe"
@@ -22,6 +23,7 @@ import (
 // request. It allocates nothing per datagram. One goroutine uses it at a
 // time; Close may be called from any goroutine.
 type BatchConn struct {
+	closed atomic.Bool
 	f      *os.File
 	rc     syscall.RawConn
 	fam    int
@@ -189,7 +191,10 @@ func (c *BatchConn) alloc(batch int) {
 func (c *BatchConn) LocalAddr() netip.AddrPort { return c.local }
 
 // Close closes the socket; a blocked ReadBatch returns net.ErrClosed.
-func (c *BatchConn) Close() error { return c.f.Close() }
+func (c *BatchConn) Close() error {
+	c.closed.Store(true)
+	return c.f.Close()
+}
 
 // ReadBatch waits for datagrams and reads up to len(msgs) of them (at most
 // the batch size given to ListenBatch), filling Buf, N, Addr, Local,
@@ -219,7 +224,7 @@ func (c *BatchConn) ReadBatch(msgs []Message) (int, error) {
 	err := c.rc.Read(c.readFn)
 	got := c.got
 	if err != nil {
-		if errors.Is(err, os.ErrClosed) {
+		if c.closed.Load() {
 			return 0, net.ErrClosed
 		}
 		return 0, fmt.Errorf("netstamp: recvmmsg: %w", err)
@@ -292,7 +297,8 @@ func (c *BatchConn) parseReadOOB(m *Message, oob []byte) {
 }
 
 // WriteBatch sends msgs (Buf, Addr, Local, IfIndex, StampTx) and sets TxID
-// on the stamped ones. It returns how many were sent; a datagram the kernel
+// on the stamped ones; their timestamps reach the TxStamp callback from a
+// later ReadBatch or DrainTxStamps. It returns how many were sent; a datagram the kernel
 // refuses is skipped and counted in failed.
 func (c *BatchConn) WriteBatch(msgs []Message) (sent, failed int, err error) {
 	for len(msgs) > 0 {
@@ -304,7 +310,7 @@ func (c *BatchConn) WriteBatch(msgs []Message) (sent, failed int, err error) {
 		werr := c.rc.Write(c.writeFn)
 		r, serr := c.got, c.errno
 		if werr != nil {
-			if errors.Is(werr, os.ErrClosed) {
+			if c.closed.Load() {
 				return sent, failed, net.ErrClosed
 			}
 			return sent, failed, fmt.Errorf("netstamp: sendmmsg: %w", werr)
@@ -326,10 +332,16 @@ func (c *BatchConn) WriteBatch(msgs []Message) (sent, failed int, err error) {
 		sent += r
 		msgs = msgs[r:]
 	}
+	return sent, failed, err
+}
+
+// DrainTxStamps hands the transmit timestamps that have arrived to the
+// TxStamp callback without waiting. ReadBatch does this too, each time it
+// is called and whenever it wakes up.
+func (c *BatchConn) DrainTxStamps() {
 	if c.txHook != nil {
 		_ = c.rc.Control(c.drainFn)
 	}
-	return sent, failed, err
 }
 
 func (c *BatchConn) fillWrite(i int, m *Message) {

@@ -87,10 +87,10 @@ func TestBatchRoundTrip(t *testing.T) {
 		}
 	}
 	// The kernel's transmit timestamps arrive through the callback, which
-	// runs on the next batch call.
+	// runs from ReadBatch or DrainTxStamps.
 	deadline := time.Now().Add(time.Second)
 	for len(stamps) < 2 && time.Now().Before(deadline) {
-		bc.WriteBatch(nil)
+		bc.DrainTxStamps()
 		time.Sleep(5 * time.Millisecond)
 	}
 	if len(stamps) != 2 || stamps[0] != replies[0].TxID || stamps[1] != replies[1].TxID {

@@ -73,3 +73,6 @@ func (c *BatchConn) WriteBatch(msgs []Message) (sent, failed int, err error) {
 	}
 	return sent, failed, err
 }
+
+// DrainTxStamps does nothing: there are no transmit timestamps here.
+func (c *BatchConn) DrainTxStamps() {}
