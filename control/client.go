@@ -98,6 +98,34 @@ func (c *Client) MakeStep(ctx context.Context) error {
 	return err
 }
 
+// ServerStats asks for the NTP server's counters.
+func (c *Client) ServerStats(ctx context.Context) (ServerStatsReply, error) {
+	resp, err := c.do(ctx, Request{Version: Version, Command: CmdServerStats}, true)
+	if err != nil {
+		return ServerStatsReply{}, err
+	}
+	if resp.ServerStats == nil {
+		return ServerStatsReply{}, errors.New("control: serverstats: the response has no counters")
+	}
+	return *resp.ServerStats, nil
+}
+
+// Clients asks for up to limit clients of the NTP server (0: the default).
+func (c *Client) Clients(ctx context.Context, limit int) (ClientsReply, error) {
+	args, err := json.Marshal(ClientsArgs{Limit: limit})
+	if err != nil {
+		return ClientsReply{}, err
+	}
+	resp, err := c.do(ctx, Request{Version: Version, Command: CmdClients, Args: args}, true)
+	if err != nil {
+		return ClientsReply{}, err
+	}
+	if resp.Clients == nil {
+		return ClientsReply{}, errors.New("control: clients: the response has no clients")
+	}
+	return *resp.Clients, nil
+}
+
 // do sends one request and reads its response. A read-only request that
 // finds the connection closed by the server (after its idle timeout) is
 // sent once more on a new connection; a changing one is not, since it may

@@ -21,9 +21,11 @@ const MaxRequestSize = 64 << 10
 
 // The commands of protocol version 1.
 const (
-	CmdStatus   = "status"
-	CmdReload   = "reload"
-	CmdMakeStep = "makestep"
+	CmdStatus      = "status"
+	CmdReload      = "reload"
+	CmdMakeStep    = "makestep"
+	CmdServerStats = "serverstats"
+	CmdClients     = "clients" // args: ClientsArgs
 )
 
 // Request is one command to timed.
@@ -42,6 +44,71 @@ type Response struct {
 	Error   string `json:"error"`
 	// Status is the result of "status".
 	Status *StatusReply `json:"status,omitempty"`
+	// ServerStats is the result of "serverstats".
+	ServerStats *ServerStatsReply `json:"serverstats,omitempty"`
+	// Clients is the result of "clients".
+	Clients *ClientsReply `json:"clients,omitempty"`
+}
+
+// ServerStatsReply is the result of "serverstats": the NTP server's
+// counters since it started.
+type ServerStatsReply struct {
+	// Enabled is false when no server is configured (the rest is zero).
+	Enabled bool     `json:"enabled"`
+	Listen  []string `json:"listen"`
+	// Workers is the number of sockets (and goroutines) serving.
+	Workers int `json:"workers"`
+	// Uptime is how long the server has run, in seconds.
+	Uptime float64 `json:"uptime_s"`
+	// Received counts datagrams read; Answered the time responses sent,
+	// Interleaved of them in interleaved mode.
+	Received    uint64 `json:"received"`
+	Answered    uint64 `json:"answered"`
+	Interleaved uint64 `json:"interleaved"`
+	// KissRate and KissDeny count the RATE and DENY kiss-of-death replies.
+	KissRate uint64 `json:"kiss_rate"`
+	KissDeny uint64 `json:"kiss_deny"`
+	// Dropped counts requests not answered with time, by reason.
+	Dropped map[string]uint64 `json:"dropped"`
+	// UserRxStamps counts requests without a kernel receive timestamp;
+	// TxStamps the kernel transmit timestamps captured for interleaved
+	// clients.
+	UserRxStamps uint64 `json:"user_rx_stamps"`
+	TxStamps     uint64 `json:"tx_stamps"`
+	// Clients is how many clients the table holds, of ClientTableSize.
+	Clients         int `json:"clients"`
+	ClientTableSize int `json:"client_table_size"`
+	// Stratum, Leap and RefID are what the server sends now.
+	Stratum uint8        `json:"stratum"`
+	Leap    sources.Leap `json:"leap"`
+	RefID   uint32       `json:"refid"`
+}
+
+// ClientsArgs are the arguments of "clients".
+type ClientsArgs struct {
+	// Limit is how many clients to return, busiest first; 0 means 20.
+	Limit int `json:"limit"`
+}
+
+// ClientsReply is the result of "clients".
+type ClientsReply struct {
+	// Enabled is false when no server is configured.
+	Enabled bool         `json:"enabled"`
+	Clients []ClientInfo `json:"clients"`
+}
+
+// ClientInfo is one client of the NTP server.
+type ClientInfo struct {
+	Address  string `json:"address"`
+	Requests uint64 `json:"requests"`
+	Served   uint64 `json:"served"`
+	Kissed   uint64 `json:"kissed"`
+	Dropped  uint64 `json:"dropped"`
+	// Rate is the client's request rate, per second (a moving average).
+	Rate float64 `json:"rate_per_s"`
+	// LastSeenAgo is the time since its last request, in seconds.
+	LastSeenAgo float64 `json:"last_seen_ago_s"`
+	Interleaved bool    `json:"interleaved"`
 }
 
 // StatusReply is the result of "status".

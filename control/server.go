@@ -27,7 +27,19 @@ type Backend interface {
 	Reload() error
 	// MakeStep steps the clock to the current estimate at once.
 	MakeStep() error
+	// ServerStats returns the NTP server's counters.
+	ServerStats() ServerStatsReply
+	// Clients returns up to limit clients of the NTP server, busiest
+	// first.
+	Clients(limit int) ClientsReply
 }
+
+// DefaultClientsLimit is how many clients "clients" returns by default, and
+// MaxClientsLimit the most it returns.
+const (
+	DefaultClientsLimit = 20
+	MaxClientsLimit     = 10000
+)
 
 const (
 	defaultTimeout  = 5 * time.Second
@@ -52,6 +64,26 @@ var commands = map[string]command{
 	}},
 	CmdMakeStep: {change: true, run: func(b Backend, _ Request) (Response, error) {
 		return Response{}, b.MakeStep()
+	}},
+	CmdServerStats: {run: func(b Backend, _ Request) (Response, error) {
+		st := b.ServerStats()
+		return Response{ServerStats: &st}, nil
+	}},
+	CmdClients: {run: func(b Backend, req Request) (Response, error) {
+		var args ClientsArgs
+		if len(req.Args) > 0 {
+			if err := json.Unmarshal(req.Args, &args); err != nil {
+				return Response{}, fmt.Errorf("clients: bad arguments: %v", err)
+			}
+		}
+		switch {
+		case args.Limit == 0:
+			args.Limit = DefaultClientsLimit
+		case args.Limit < 0 || args.Limit > MaxClientsLimit:
+			return Response{}, fmt.Errorf("clients: limit %d out of range 1..%d", args.Limit, MaxClientsLimit)
+		}
+		cl := b.Clients(args.Limit)
+		return Response{Clients: &cl}, nil
 	}},
 }
 

@@ -50,6 +50,18 @@ func (b *fakeBackend) MakeStep() error {
 	return nil
 }
 
+func (b *fakeBackend) ServerStats() ServerStatsReply {
+	return ServerStatsReply{Enabled: true, Received: 10, Answered: 9, Dropped: map[string]uint64{"rate limited": 1}}
+}
+
+func (b *fakeBackend) Clients(limit int) ClientsReply {
+	out := ClientsReply{Enabled: true}
+	for i := range min(limit, 50) {
+		out.Clients = append(out.Clients, ClientInfo{Address: fmt.Sprintf("192.0.2.%d", i), Requests: uint64(100 - i)})
+	}
+	return out
+}
+
 func sampleStatus() StatusReply {
 	return StatusReply{
 		Engine: sources.Status{
@@ -336,6 +348,28 @@ func TestPeerCredentials(t *testing.T) {
 	}
 }
 
+func TestServerQueries(t *testing.T) {
+	ts := startServer(t, &fakeBackend{status: sampleStatus()}, -1, nil)
+	c, err := Dial(ts.path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	st, err := c.ServerStats(context.Background())
+	if err != nil || !st.Enabled || st.Received != 10 || st.Dropped["rate limited"] != 1 {
+		t.Errorf("ServerStats: %+v %v", st, err)
+	}
+	for _, tt := range []struct{ limit, want int }{{0, DefaultClientsLimit}, {3, 3}, {100, 50}} {
+		cl, err := c.Clients(context.Background(), tt.limit)
+		if err != nil || len(cl.Clients) != tt.want {
+			t.Errorf("Clients(%d): %d clients, %v; want %d", tt.limit, len(cl.Clients), err, tt.want)
+		}
+	}
+	if _, err := c.Clients(context.Background(), MaxClientsLimit+1); err == nil {
+		t.Error("Clients above the limit: no error")
+	}
+}
+
 func TestBadRequests(t *testing.T) {
 	ts := startServer(t, &fakeBackend{status: sampleStatus()}, -1, nil)
 	rc := dialRaw(t, ts.path)
@@ -352,7 +386,9 @@ func TestBadRequests(t *testing.T) {
 		{`{"version":1,"command":7}`, `"command" must be a string`},
 		{`{"version":1,"command":"status"} {}`, "malformed request"},
 		{`{"version":1,"command":"status","args":[1]}`, `"args" must be an object`},
-		{`{"version":1,"command":"frob"}`, `unknown command "frob" (known: makestep, reload, status)`},
+		{`{"version":1,"command":"frob"}`, `unknown command "frob" (known: clients, makestep, reload, serverstats, status)`},
+		{`{"version":1,"command":"clients","args":{"limit":-1}}`, "limit -1 out of range 1..10000"},
+		{`{"version":1,"command":"clients","args":{"limit":"x"}}`, "clients: bad arguments"},
 		{`{"version":1,"command":"STATUS"}`, `unknown command "STATUS"`},
 		{"\x00\xff\xfe", "malformed request"},
 	}

@@ -83,6 +83,7 @@ type Daemon struct {
 	running    map[string]*reporter
 	servers    map[config.NTPServer]*task
 	pools      map[config.NTPPool]*task
+	ntp        *ntpServer // the NTP server; nil when none is configured
 
 	tasks sync.WaitGroup // every source and pool goroutine
 
@@ -253,6 +254,23 @@ func (d *Daemon) Run(ctx context.Context) error {
 	cfg := d.cfg
 	d.mu.Unlock()
 
+	ntpSrv, err := d.startNTPServer(cfg.Server)
+	if err != nil {
+		return err
+	}
+	defer func() {
+		d.mu.Lock()
+		if d.ntp != nil {
+			d.ntp.srv.Close()
+			d.ntp = nil
+		}
+		d.mu.Unlock()
+	}()
+	d.mu.Lock()
+	d.ntp = ntpSrv
+	d.feedNTPServerLocked(d.eng.Status(d.clk.Now()))
+	d.mu.Unlock()
+
 	ln, sockPath, err := d.f.listenControl(cfg.Control.Socket, d.log)
 	if err != nil {
 		return err
@@ -317,9 +335,13 @@ func (d *Daemon) loop(ctx context.Context) {
 	}
 }
 
-// updateLocked asks the engine what the clock must do now and does it.
+// updateLocked asks the engine what the clock must do now and does it,
+// and tells the NTP server.
 func (d *Daemon) updateLocked() {
 	d.applyLocked(d.eng.Update(d.clk.Now()))
+	if d.ntp != nil {
+		d.feedNTPServerLocked(d.eng.Status(d.clk.Now()))
+	}
 }
 
 // applyLocked carries a correction out on the clock: step, then

@@ -85,7 +85,9 @@ func (d *Daemon) apply(cfg *config.Config) error {
 	next := *old
 	next.NTP = cfg.NTP
 	next.DriftFile = cfg.DriftFile
+	next.Server = cfg.Server
 	d.cfg = &next
+	d.reloadNTPServerLocked(cfg.Server)
 	if cfg.DriftFile != old.DriftFile {
 		d.setDriftPath(cfg.DriftFile)
 	}

@@ -29,6 +29,7 @@ var (
 type reporter struct {
 	d       *Daemon
 	name    string
+	src     sources.Source
 	removed bool // guarded by d.mu
 	// cancel and done belong to sources started through a Registry (pool
 	// members); nil for configured servers, whose task owns them.
@@ -76,7 +77,8 @@ func (r *reporter) PollInterval() time.Duration {
 }
 
 // register adds a source to the engine under its name.
-func (d *Daemon) register(name string, opts sources.SourceOptions) (*reporter, error) {
+func (d *Daemon) register(src sources.Source, opts sources.SourceOptions) (*reporter, error) {
+	name := src.Name()
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	if _, dup := d.running[name]; dup {
@@ -85,7 +87,7 @@ func (d *Daemon) register(name string, opts sources.SourceOptions) (*reporter, e
 	if err := d.eng.AddSource(name, opts); err != nil {
 		return nil, fmt.Errorf("daemon: source %s: %w", name, err)
 	}
-	r := &reporter{d: d, name: name}
+	r := &reporter{d: d, name: name, src: src}
 	d.running[name] = r
 	return r, nil
 }
@@ -200,7 +202,7 @@ func (d *Daemon) runServer(ctx context.Context, sc config.NTPServer) {
 				d.unregister(rep)
 				rep = nil
 			}
-			rep, err = d.register(src.Name(), opts)
+			rep, err = d.register(src, opts)
 		}
 		if err == nil {
 			start := time.Now()
@@ -267,7 +269,7 @@ type poolRegistry struct {
 
 func (p *poolRegistry) Add(src sources.Source, opts sources.SourceOptions) error {
 	name := src.Name()
-	rep, err := p.d.register(name, opts)
+	rep, err := p.d.register(src, opts)
 	if err != nil {
 		return err
 	}

@@ -139,6 +139,8 @@ follow the table.` + "\n" + jsonNote + "\n" + exitCodes,
 				})
 			},
 		},
+		serverStatsCommand(ctx, g),
+		clientsCommand(ctx, g),
 		&cobra.Command{
 			Use:   "validate FILE",
 			Short: "Check a configuration file without starting anything",
@@ -219,6 +221,12 @@ func (g *globals) dial(cmd *cobra.Command) (*control.Client, error) {
 
 // query fetches the status and prints it as text or JSON.
 func (g *globals) query(ctx context.Context, cmd *cobra.Command, text func(io.Writer, control.StatusReply)) error {
+	return fetch(ctx, g, cmd, "status", (*control.Client).Status, text)
+}
+
+// fetch asks timed one read-only question and prints the answer as text or
+// JSON.
+func fetch[T any](ctx context.Context, g *globals, cmd *cobra.Command, what string, get func(*control.Client, context.Context) (T, error), text func(io.Writer, T)) error {
 	c, err := g.dial(cmd)
 	if err != nil {
 		return err
@@ -226,14 +234,11 @@ func (g *globals) query(ctx context.Context, cmd *cobra.Command, text func(io.Wr
 	defer c.Close()
 	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
-	r, err := c.Status(ctx)
+	r, err := get(c, ctx)
 	if err != nil {
-		return fmt.Errorf("status: %w", err)
+		return fmt.Errorf("%s: %w", what, err)
 	}
-	return g.print(cmd.OutOrStdout(), r, text)
-}
-
-func (g *globals) print(w io.Writer, r control.StatusReply, text func(io.Writer, control.StatusReply)) error {
+	w := cmd.OutOrStdout()
 	if g.output == "json" {
 		enc := json.NewEncoder(w)
 		enc.SetIndent("", "  ")

@@ -187,6 +187,17 @@ type backend struct {
 func (b *backend) Status() control.StatusReply { return fabricated() }
 func (b *backend) Reload() error               { b.reloads++; return b.fail }
 func (b *backend) MakeStep() error             { return errors.New("makestep: not supported yet") }
+func (b *backend) ServerStats() control.ServerStatsReply {
+	return control.ServerStatsReply{Enabled: true, Listen: []string{"127.0.0.1:123"}, Workers: 2, Uptime: 3600,
+		Received: 1000, Answered: 950, Interleaved: 10, KissRate: 5, Dropped: map[string]uint64{"rate limited": 40, "denied": 10},
+		Clients: 3, ClientTableSize: 65536, Stratum: 2}
+}
+func (b *backend) Clients(limit int) control.ClientsReply {
+	return control.ClientsReply{Enabled: true, Clients: []control.ClientInfo{
+		{Address: "192.0.2.1", Requests: 900, Served: 850, Kissed: 5, Dropped: 45, Rate: 12.5, LastSeenAgo: 0.1},
+		{Address: "2001:db8::1", Requests: 100, Served: 100, Rate: 0.016, LastSeenAgo: 30, Interleaved: true},
+	}[:min(limit, 2)]}
+}
 
 func serveControl(t *testing.T, b control.Backend) string {
 	t.Helper()
@@ -243,4 +254,40 @@ func TestQueries(t *testing.T) {
 		t.Errorf("no timed: %d %q", code, errOut)
 	}
 	_ = time.Second
+}
+
+func TestServerCommands(t *testing.T) {
+	sock := serveControl(t, &backend{})
+	tests := []struct {
+		args []string
+		want []string
+	}{
+		{[]string{"serverstats"}, []string{"127.0.0.1:123 (2 sockets each)", "1000 (0.3/s on average)", "950 (10 responses in interleaved mode)",
+			"5 RATE (slow down), 0 DENY (refused)", "Not answered:        50", "rate limited:      40", "3 of 65536 clients"}},
+		{[]string{"clients"}, []string{"192.0.2.1", "12.5/s", "2001:db8::1", "0.96/min", "interleaved"}},
+		{[]string{"clients", "-n", "1"}, []string{"192.0.2.1"}},
+	}
+	for _, tt := range tests {
+		code, out, errOut := runArgs(t, append([]string{"-s", sock}, tt.args...)...)
+		if code != 0 {
+			t.Errorf("%v: exit %d: %s", tt.args, code, errOut)
+			continue
+		}
+		for _, w := range tt.want {
+			if !strings.Contains(out, w) {
+				t.Errorf("%v: output lacks %q:\n%s", tt.args, w, out)
+			}
+		}
+	}
+	if _, out, _ := runArgs(t, "-s", sock, "clients", "-n", "1"); strings.Contains(out, "2001:db8::1") {
+		t.Errorf("clients -n 1 shows two clients:\n%s", out)
+	}
+	code, out, _ := runArgs(t, "-s", sock, "-o", "json", "clients")
+	var cl control.ClientsReply
+	if err := json.Unmarshal([]byte(out), &cl); code != 0 || err != nil || len(cl.Clients) != 2 || cl.Clients[0].Rate != 12.5 {
+		t.Errorf("clients -o json: %d %v %s", code, err, out)
+	}
+	if code, _, errOut := runArgs(t, "-s", sock, "clients", "-n", "0"); code != 2 || !strings.Contains(errOut, "out of range") {
+		t.Errorf("clients -n 0: exit %d %q, want a usage error", code, errOut)
+	}
 }

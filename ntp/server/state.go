@@ -96,3 +96,17 @@ func (s *Server) refresh(now time.Time) {
 	}
 	s.wire.Store(w)
 }
+
+// Served is what the server sends now in the fields that describe its
+// clock.
+type Served struct {
+	Leap    sources.Leap
+	Stratum uint8
+	RefID   uint32
+}
+
+// Wire returns what the server sends now.
+func (s *Server) Wire() Served {
+	w := s.wire.Load()
+	return Served{Leap: w.leap, Stratum: w.stratum, RefID: w.refID}
+}

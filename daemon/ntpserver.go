@@ -1,0 +1,176 @@
+package daemon
+
+import (
+	"fmt"
+	"net"
+	"net/netip"
+	"reflect"
+	"time"
+
+	"go.uber.org/zap"
+
+	"github.com/timed-project/timed/config"
+	"github.com/timed-project/timed/control"
+	"github.com/timed-project/timed/ntp/clientlog"
+	ntpserver "github.com/timed-project/timed/ntp/server"
+	"github.com/timed-project/timed/sources"
+)
+
+// ntpServer is the running NTP server and when it started.
+type ntpServer struct {
+	srv     *ntpserver.Server
+	cfg     config.ServerConfig
+	started time.Time
+}
+
+// serverConfig maps the `server:` section to the server's configuration.
+func serverConfig(c config.ServerConfig) ntpserver.Config {
+	r := c.RateLimit
+	return ntpserver.Config{
+		Listen:      c.Listen,
+		Workers:     c.Workers,
+		Interleaved: c.Interleaved,
+		Allow:       c.Allow,
+		Deny:        c.Deny,
+		DenyKiss:    c.DenyResponse == "kiss",
+		Clients: clientlog.Config{
+			Size:     c.ClientTableSize,
+			Interval: r.Interval, Burst: r.Burst, KissEvery: r.KissEvery,
+			PrefixV4: r.PrefixIPv4, PrefixV6: r.PrefixIPv6, PrefixInterval: r.PrefixInterval, PrefixBurst: r.PrefixBurst,
+		},
+		LocalStratum: c.LocalStratum,
+	}
+}
+
+// startNTPServer binds and starts the NTP server of cfg (nil when none is
+// configured).
+func (d *Daemon) startNTPServer(cfg config.ServerConfig) (*ntpServer, error) {
+	if len(cfg.Listen) == 0 {
+		return nil, nil
+	}
+	srv, err := ntpserver.New(serverConfig(cfg), d.clk, d.log.Named("server"))
+	if err != nil {
+		return nil, fmt.Errorf("daemon: %w", err)
+	}
+	srv.Start()
+	return &ntpServer{srv: srv, cfg: cfg, started: time.Now()}, nil
+}
+
+// reloadNTPServerLocked moves the NTP server to cfg: started, stopped, or
+// replaced by one with the new settings (its client table starts empty).
+// When the new one cannot start, the old one keeps serving.
+func (d *Daemon) reloadNTPServerLocked(cfg config.ServerConfig) {
+	old := d.ntp
+	if old != nil && reflect.DeepEqual(old.cfg, cfg) || old == nil && len(cfg.Listen) == 0 {
+		return
+	}
+	next, err := d.startNTPServer(cfg)
+	if err != nil {
+		d.log.Error("reload: the new server settings cannot be applied; the NTP server keeps its old ones", zap.Error(err))
+		return
+	}
+	if old != nil {
+		old.srv.Close()
+	}
+	d.ntp = next
+	if next == nil {
+		d.log.Info("reload: NTP server stopped")
+		return
+	}
+	d.feedNTPServerLocked(d.eng.Status(d.clk.Now()))
+	d.log.Info("reload: NTP server restarted with the new settings")
+}
+
+// feedNTPServerLocked tells the NTP server what the engine knows.
+func (d *Daemon) feedNTPServerLocked(st sources.Status) {
+	if d.ntp == nil {
+		return
+	}
+	d.ntp.srv.SetState(d.serverState(st))
+}
+
+// serverState is what an NTP server on this clock may claim. A clock
+// timed does not steer (the `none` driver) is never served as
+// synchronized.
+func (d *Daemon) serverState(st sources.Status) ntpserver.State {
+	if !st.Synchronized || d.observe {
+		return ntpserver.State{Leap: st.Leap}
+	}
+	now := d.clk.Now()
+	return ntpserver.State{
+		Synchronized:         true,
+		Leap:                 st.Leap,
+		Stratum:              st.Stratum,
+		RefID:                d.refIDLocked(st.Reference),
+		RootDelay:            seconds(st.RootDelay),
+		RootDispersion:       seconds(st.RootDispersion),
+		RefTime:              now.Add(-seconds(st.LastUpdateAgo)),
+		FrequencyUncertainty: st.FrequencyUncertainty * 1e-6,
+	}
+}
+
+func seconds(s float64) time.Duration { return time.Duration(s * float64(time.Second)) }
+
+// refIDLocked is the reference ID of the source named name: its IP address
+// (RFC 5905) as the source reports it or as its name gives it.
+func (d *Daemon) refIDLocked(name string) uint32 {
+	if r, ok := d.running[name]; ok {
+		if a, ok := r.src.(interface{ RemoteAddr() netip.AddrPort }); ok {
+			if ap := a.RemoteAddr(); ap.IsValid() {
+				return ntpserver.RefIDOf(ap.Addr())
+			}
+		}
+	}
+	host := name
+	if h, _, err := net.SplitHostPort(name); err == nil {
+		host = h
+	}
+	if a, err := netip.ParseAddr(host); err == nil {
+		return ntpserver.RefIDOf(a)
+	}
+	return 0
+}
+
+// ServerStats returns the NTP server's counters. It implements
+// control.Backend.
+func (d *Daemon) ServerStats() control.ServerStatsReply {
+	d.mu.Lock()
+	n := d.ntp
+	d.mu.Unlock()
+	if n == nil {
+		return control.ServerStatsReply{}
+	}
+	st := n.srv.Stats()
+	w := n.srv.Wire()
+	out := control.ServerStatsReply{
+		Enabled: true, Workers: st.Workers, Uptime: time.Since(n.started).Seconds(),
+		Received: st.Received, Answered: st.Answered, Interleaved: st.Interleaved,
+		KissRate: st.KissRate, KissDeny: st.KissDeny, Dropped: st.Dropped,
+		UserRxStamps: st.UserRxStamps, TxStamps: st.TxStamps,
+		Clients: st.Clients, ClientTableSize: st.ClientTableSize,
+		Stratum: w.Stratum, Leap: w.Leap, RefID: w.RefID,
+	}
+	for _, a := range n.srv.Addrs() {
+		out.Listen = append(out.Listen, a.String())
+	}
+	return out
+}
+
+// Clients returns the NTP server's busiest clients. It implements
+// control.Backend.
+func (d *Daemon) Clients(limit int) control.ClientsReply {
+	d.mu.Lock()
+	n := d.ntp
+	d.mu.Unlock()
+	if n == nil {
+		return control.ClientsReply{}
+	}
+	out := control.ClientsReply{Enabled: true, Clients: []control.ClientInfo{}}
+	for _, c := range n.srv.Clients(limit) {
+		out.Clients = append(out.Clients, control.ClientInfo{
+			Address: c.Addr.String(), Requests: c.Requests, Served: c.Served, Kissed: c.Kissed, Dropped: c.Dropped,
+			Rate: c.Rate, LastSeenAgo: c.LastSeen.Seconds(), Interleaved: c.Interleaved,
+		})
+	}
+	return out
+}
