@@ -1,9 +1,13 @@
 package peers
 
 import (
+	"fmt"
 	"net/netip"
+	"os"
+	"os/exec"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"testing"
 
 	"github.com/timed-project/timed/internal/testenv"
@@ -63,20 +67,46 @@ func StartChronyServer(t testing.TB, opts ChronyOptions) *Chrony {
 	return c
 }
 
+// ChronyClient is a running chronyd client with a command socket.
+type ChronyClient struct {
+	*Proc
+	// Socket is its command socket, for chronyc -h.
+	Socket string
+}
+
 // StartChronyClient starts chronyd as a client (-x, without CAP_SYS_TIME,
-// no NTP server port, no command port) of the server that serverLine
-// configures, e.g. "server 127.0.0.1 port 11123 iburst". It is stopped when
-// the test ends.
-func StartChronyClient(t testing.TB, serverLine string) *Proc {
+// no NTP server port) with the given configuration lines, e.g. "server
+// 127.0.0.1 port 11123 iburst". Its command socket lies in a mode-0700
+// directory (chronyd insists). It is stopped when the test ends.
+func StartChronyClient(t testing.TB, lines ...string) *ChronyClient {
 	t.Helper()
 	chronyd := testenv.LookPath(t, "chronyd", "/usr/sbin/chronyd")
 	dir := t.TempDir()
-	path := writeConf(t, dir, "client.conf",
-		serverLine,
+	sockDir := filepath.Join(dir, "run")
+	if err := os.Mkdir(sockDir, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	sock := filepath.Join(sockDir, "chronyd.sock")
+	path := writeConf(t, dir, "client.conf", append(lines,
 		"port 0",
 		"cmdport 0",
-		"bindcmdaddress /",
+		"bindcmdaddress "+sock,
 		"pidfile "+filepath.Join(dir, "client.pid"),
-	)
-	return Start(t, ProcOptions{Name: "chronyd-client", Dir: dir}, chronyd, "-x", "-d", "-f", path)
+	)...)
+	// -u root: chronyd would otherwise drop to its own user, which may not
+	// use a socket directory owned by root.
+	p := Start(t, ProcOptions{Name: "chronyd-client", Dir: dir}, chronyd, "-x", "-d", "-u", "root", "-f", path)
+	return &ChronyClient{Proc: p, Socket: sock}
+}
+
+// Chronyc runs `chronyc -h SOCKET -n ARGS...` against the client and returns
+// its output; a failure is returned as an error with the output.
+func (c *ChronyClient) Chronyc(t testing.TB, args ...string) (string, error) {
+	t.Helper()
+	chronyc := testenv.LookPath(t, "chronyc", "/usr/bin/chronyc")
+	out, err := exec.Command(chronyc, append([]string{"-h", c.Socket, "-n"}, args...)...).CombinedOutput()
+	if err != nil {
+		return string(out), fmt.Errorf("chronyc %s: %w: %s", strings.Join(args, " "), err, out)
+	}
+	return string(out), nil
 }

@@ -6,6 +6,7 @@ import (
 	"os/exec"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/timed-project/timed/internal/testenv"
 )
@@ -103,6 +104,17 @@ func TestStartChronyClient(t *testing.T) {
 	c := StartChronyClient(t, fmt.Sprintf("server %s port %d iburst", srv.Addr.Addr(), srv.Addr.Port()))
 	if c.Name() != "chronyd-client" || c.Exited() {
 		t.Fatalf("client %q exited %v: %v", c.Name(), c.Exited(), c.Err())
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		out, err := c.Chronyc(t, "sources")
+		if err == nil && strings.Contains(out, srv.Addr.Addr().String()) {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("chronyc sources does not list the server: %v\n%s", err, out)
+		}
+		time.Sleep(100 * time.Millisecond)
 	}
 }
 

@@ -68,6 +68,10 @@ type timedConfig struct {
 	MinPoll    int
 	MaxPoll    int
 	LogLevel   string
+	// NoSources leaves the ntp section empty; Extra is appended to the
+	// file as it is (a server section, for example).
+	NoSources bool
+	Extra     string
 }
 
 // yaml renders a complete timed.yaml: virtual clock, no drift file, one
@@ -77,25 +81,29 @@ func (c timedConfig) yaml(dir string) string {
 	if level == "" {
 		level = "info"
 	}
-	return fmt.Sprintf(`clock:
-  driver: virtual
-  simulate:
-    offset: %s
-    frequency_ppm: %g
-drift_file: ""
-ntp:
+	ntp := fmt.Sprintf(`ntp:
   servers:
     - address: 127.0.0.1
       port: %d
       iburst: true
       minpoll: %d
       maxpoll: %d
-control:
+`, c.Port, c.MinPoll, c.MaxPoll)
+	if c.NoSources {
+		ntp = "ntp: {servers: []}\n"
+	}
+	return fmt.Sprintf(`clock:
+  driver: virtual
+  simulate:
+    offset: %s
+    frequency_ppm: %g
+drift_file: ""
+%scontrol:
   socket: %s
 log:
   level: %s
   format: json
-`, c.SimOffset, c.SimFreqPPM, c.Port, c.MinPoll, c.MaxPoll, filepath.Join(dir, "timed.sock"), level)
+%s`, c.SimOffset, c.SimFreqPPM, ntp, filepath.Join(dir, "timed.sock"), level, c.Extra)
 }
 
 // timedProc is a running timed and the timectl that talks to it.
@@ -173,17 +181,24 @@ type sourceStatus struct {
 // namespace.
 func (tp *timedProc) status(ctx context.Context) (statusReply, error) {
 	var r statusReply
-	cmd := exec.CommandContext(ctx, tp.timectl, "-s", tp.socket, "status", "-o", "json")
+	err := tp.query(ctx, &r, "status")
+	return r, err
+}
+
+// query runs `timectl -s SOCKET -o json ARGS...` and decodes its output
+// into v.
+func (tp *timedProc) query(ctx context.Context, v any, args ...string) error {
+	cmd := exec.CommandContext(ctx, tp.timectl, append([]string{"-s", tp.socket, "-o", "json"}, args...)...)
 	var stderr bytes.Buffer
 	cmd.Stderr = &stderr
 	out, err := cmd.Output()
 	if err != nil {
-		return r, fmt.Errorf("timectl status: %v: %s", err, bytes.TrimSpace(stderr.Bytes()))
+		return fmt.Errorf("timectl %s: %v: %s", strings.Join(args, " "), err, bytes.TrimSpace(stderr.Bytes()))
 	}
-	if err := decodeJSON(out, &r); err != nil {
-		return r, fmt.Errorf("timectl status -o json: %w: %.200s", err, out)
+	if err := decodeJSON(out, v); err != nil {
+		return fmt.Errorf("timectl %s -o json: %w: %.200s", strings.Join(args, " "), err, out)
 	}
-	return r, nil
+	return nil
 }
 
 // sample is one reading of timed's status.
