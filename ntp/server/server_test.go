@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/timed-project/timed/clock"
+	"github.com/timed-project/timed/internal/testenv"
 	"github.com/timed-project/timed/ntp"
 	"github.com/timed-project/timed/ntp/clientlog"
 	"github.com/timed-project/timed/sources"
@@ -273,5 +274,37 @@ func TestDropsAndKisses(t *testing.T) {
 	}
 	if st.Received != uint64(len(tests)) || st.Answered != 3 || st.KissDeny != 2 || st.KissRate != 1 {
 		t.Errorf("received %d answered %d deny %d rate %d; want %d 3 2 1", st.Received, st.Answered, st.KissDeny, st.KissRate, len(tests))
+	}
+}
+
+// TestMultiHomed: on a wildcard address the reply leaves from the address
+// the request came to; IPv6 is served too.
+func TestMultiHomed(t *testing.T) {
+	vc := testClock(t)
+	s := startServer(t, Config{Listen: []netip.AddrPort{netip.MustParseAddrPort("0.0.0.0:0"), netip.MustParseAddrPort("[::1]:0")}}, vc)
+	addrs := s.Addrs()
+	if len(addrs) != 2 {
+		t.Fatalf("Addrs() = %v", addrs)
+	}
+	c := clientConn(t, "127.0.0.1:0")
+	for _, dst := range []string{"127.0.0.1", "127.0.0.2", "127.3.4.5"} {
+		to := netip.AddrPortFrom(netip.MustParseAddr(dst), addrs[0].Port())
+		if _, err := c.WriteToUDPAddrPort(request(4, 9, 0, 0), to); err != nil {
+			t.Fatal(err)
+		}
+		c.SetReadDeadline(time.Now().Add(time.Second))
+		buf := make([]byte, 128)
+		n, from, err := c.ReadFromUDPAddrPort(buf)
+		if err != nil || n != ntp.HeaderLen || from != to {
+			t.Errorf("request to %s: %d bytes from %s, %v; want 48 from %s", to, n, from, err, to)
+		}
+	}
+	c6, err := net.ListenUDP("udp6", &net.UDPAddr{IP: net.IPv6loopback})
+	if err != nil {
+		testenv.Missing(t, "an IPv6 loopback address: "+err.Error())
+	}
+	defer c6.Close()
+	if resp := exchange(t, c6, addrs[1], request(4, 10, 0, 0), time.Second); len(resp) != ntp.HeaderLen {
+		t.Errorf("IPv6: %d-byte answer", len(resp))
 	}
 }
