@@ -280,7 +280,7 @@ func (d *Daemon) Run(ctx context.Context) error {
 		bg         sync.WaitGroup
 	)
 	if cfg.Metrics.Listen != "" {
-		metricsSrv, err = listenMetrics(cfg.Metrics.Listen, newMetricsRegistry(d.Status), d.log)
+		metricsSrv, err = listenMetrics(cfg.Metrics.Listen, newMetricsRegistry(d.Status, d.ServerStats), d.log)
 		if err != nil {
 			ln.Close()
 			return err

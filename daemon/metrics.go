@@ -124,12 +124,56 @@ func b2f(b bool) float64 {
 	return 0
 }
 
-// newMetricsRegistry is timed's one registry: the status collector and the
-// Go and process collectors (never the global default registry).
-func newMetricsRegistry(status func() control.StatusReply) *prometheus.Registry {
+// The NTP server's counters, read from its workers when scraped (nothing
+// when no server is configured).
+var (
+	mSrvReceived    = prometheus.NewDesc("timed_server_requests_received_total", "Datagrams the NTP server read.", nil, nil)
+	mSrvAnswered    = prometheus.NewDesc("timed_server_responses_total", "Time responses the NTP server sent, by mode (basic or interleaved).", []string{"mode"}, nil)
+	mSrvKisses      = prometheus.NewDesc("timed_server_kisses_total", "Kiss-of-death replies the NTP server sent, by code.", []string{"code"}, nil)
+	mSrvDropped     = prometheus.NewDesc("timed_server_requests_dropped_total", "Requests the NTP server did not answer with time, by reason.", []string{"reason"}, nil)
+	mSrvClients     = prometheus.NewDesc("timed_server_clients", "Clients in the NTP server's client table.", nil, nil)
+	mSrvClientsSize = prometheus.NewDesc("timed_server_client_table_size", "Capacity of the NTP server's client table.", nil, nil)
+)
+
+// serverCollector turns the NTP server's counters into metrics.
+type serverCollector struct {
+	stats func() control.ServerStatsReply
+}
+
+func (c serverCollector) Describe(ch chan<- *prometheus.Desc) {
+	for _, d := range []*prometheus.Desc{mSrvReceived, mSrvAnswered, mSrvKisses, mSrvDropped, mSrvClients, mSrvClientsSize} {
+		ch <- d
+	}
+}
+
+func (c serverCollector) Collect(ch chan<- prometheus.Metric) {
+	st := c.stats()
+	if !st.Enabled {
+		return
+	}
+	counter := func(d *prometheus.Desc, v uint64, labels ...string) {
+		ch <- prometheus.MustNewConstMetric(d, prometheus.CounterValue, float64(v), labels...)
+	}
+	counter(mSrvReceived, st.Received)
+	counter(mSrvAnswered, st.Answered-st.Interleaved, "basic")
+	counter(mSrvAnswered, st.Interleaved, "interleaved")
+	counter(mSrvKisses, st.KissRate, "RATE")
+	counter(mSrvKisses, st.KissDeny, "DENY")
+	for reason, n := range st.Dropped {
+		counter(mSrvDropped, n, reason)
+	}
+	ch <- prometheus.MustNewConstMetric(mSrvClients, prometheus.GaugeValue, float64(st.Clients))
+	ch <- prometheus.MustNewConstMetric(mSrvClientsSize, prometheus.GaugeValue, float64(st.ClientTableSize))
+}
+
+// newMetricsRegistry is timed's one registry: the status and server
+// collectors and the Go and process collectors (never the global default
+// registry).
+func newMetricsRegistry(status func() control.StatusReply, server func() control.ServerStatsReply) *prometheus.Registry {
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(
 		statusCollector{status: status},
+		serverCollector{stats: server},
 		collectors.NewGoCollector(),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 	)

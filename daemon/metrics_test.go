@@ -40,7 +40,17 @@ func fabricatedStatus() control.StatusReply {
 // parses the text exposition.
 func scrape(t *testing.T, status func() control.StatusReply) map[string]*dto.MetricFamily {
 	t.Helper()
-	m, err := listenMetrics("127.0.0.1:0", newMetricsRegistry(status), zaptest.NewLogger(t))
+	return scrapeWith(t, status, func() control.ServerStatsReply { return control.ServerStatsReply{} })
+}
+
+func fabricatedServerStats() control.ServerStatsReply {
+	return control.ServerStatsReply{Enabled: true, Received: 100, Answered: 80, Interleaved: 5, KissRate: 3, KissDeny: 2,
+		Dropped: map[string]uint64{"rate limited": 12, "denied": 2}, Clients: 7, ClientTableSize: 1024}
+}
+
+func scrapeWith(t *testing.T, status func() control.StatusReply, server func() control.ServerStatsReply) map[string]*dto.MetricFamily {
+	t.Helper()
+	m, err := listenMetrics("127.0.0.1:0", newMetricsRegistry(status, server), zaptest.NewLogger(t))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -84,7 +94,7 @@ func value(m *dto.Metric) float64 {
 }
 
 func TestMetrics(t *testing.T) {
-	fams := scrape(t, fabricatedStatus)
+	fams := scrapeWith(t, fabricatedStatus, fabricatedServerStats)
 	for _, tc := range []struct {
 		name   string
 		labels string
@@ -119,6 +129,14 @@ func TestMetrics(t *testing.T) {
 		{"timed_source_poll_interval_seconds", "kind=ntp,source=192.0.2.1:123", 64, dto.MetricType_GAUGE},
 		{"timed_source_poll_interval_seconds", "kind=ntp,source=192.0.2.2:123", 0.25, dto.MetricType_GAUGE},
 		{"timed_source_last_sample_age_seconds", "kind=ntp,source=192.0.2.1:123", 3, dto.MetricType_GAUGE},
+		{"timed_server_requests_received_total", "", 100, dto.MetricType_COUNTER},
+		{"timed_server_responses_total", "mode=basic", 75, dto.MetricType_COUNTER},
+		{"timed_server_responses_total", "mode=interleaved", 5, dto.MetricType_COUNTER},
+		{"timed_server_kisses_total", "code=RATE", 3, dto.MetricType_COUNTER},
+		{"timed_server_kisses_total", "code=DENY", 2, dto.MetricType_COUNTER},
+		{"timed_server_requests_dropped_total", "reason=rate limited", 12, dto.MetricType_COUNTER},
+		{"timed_server_clients", "", 7, dto.MetricType_GAUGE},
+		{"timed_server_client_table_size", "", 1024, dto.MetricType_GAUGE},
 	} {
 		f := fams[tc.name]
 		if f == nil {
@@ -181,7 +199,7 @@ func TestMetricsReadAtScrape(t *testing.T) {
 }
 
 func TestMetricsLoopbackOnly(t *testing.T) {
-	if _, err := listenMetrics("0.0.0.0:0", newMetricsRegistry(fabricatedStatus), zaptest.NewLogger(t)); err == nil ||
+	if _, err := listenMetrics("0.0.0.0:0", newMetricsRegistry(fabricatedStatus, fabricatedServerStats), zaptest.NewLogger(t)); err == nil ||
 		!strings.Contains(err.Error(), "loopback") {
 		t.Errorf("listenMetrics on 0.0.0.0: %v, want a loopback error", err)
 	}
