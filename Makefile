@@ -20,8 +20,11 @@ INTEROP      := ./test/interop
 
 all: build
 
+# Without cgo: a static binary, and one whose threads can all drop
+# CAP_NET_BIND_SERVICE once the server's sockets are bound (Go cannot reach
+# every thread of a cgo program).
 build:
-	$(GO) build -o bin/ ./cmd/...
+	CGO_ENABLED=0 $(GO) build -o bin/ ./cmd/...
 
 # Everything: peers (installed when missing), vet, unit and simulation
 # tests, the end-to-end tests, and every fuzz target for a short time.
@@ -74,6 +77,14 @@ perf:
 
 perf-footprint:
 	TIMED_WRITE_PERF=1 $(GO) test -count=1 -timeout $(TEST_TIMEOUT) -v -run '^TestChrony$$' $(INTEROP)
+
+# The NTP server benchmark, not part of `make test` (minutes; needs chronyd,
+# gcc and 2 CPUs): timed's server next to chronyd and a minimal C responder,
+# BENCH_ROUNDS rounds, written into docs/PERFORMANCE.md between the server markers.
+BENCH_ROUNDS ?= 5
+.PHONY: bench-server
+bench-server:
+	TIMED_BENCH=1 TIMED_WRITE_PERF=1 $(GO) test -count=1 -timeout 30m -v -run '^TestServerBench$$' ./internal/ntpload/bench -args -rounds $(BENCH_ROUNDS)
 
 clean:
 	rm -rf bin/

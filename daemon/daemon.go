@@ -270,6 +270,13 @@ func (d *Daemon) Run(ctx context.Context) error {
 	d.ntp = ntpSrv
 	d.feedNTPServerLocked(d.eng.Status(d.clk.Now()))
 	d.mu.Unlock()
+	// Least privilege: binding the server's ports was the only use of
+	// CAP_NET_BIND_SERVICE.
+	if had, err := dropBindCapability(); err != nil {
+		d.log.Warn("cannot drop CAP_NET_BIND_SERVICE", zap.Error(err))
+	} else if had {
+		d.log.Info("dropped CAP_NET_BIND_SERVICE: the sockets are bound")
+	}
 
 	ln, sockPath, err := d.f.listenControl(cfg.Control.Socket, d.log)
 	if err != nil {

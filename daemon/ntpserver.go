@@ -1,10 +1,13 @@
 package daemon
 
 import (
+	"errors"
 	"fmt"
 	"net"
 	"net/netip"
 	"reflect"
+	"slices"
+	"syscall"
 	"time"
 
 	"go.uber.org/zap"
@@ -56,17 +59,31 @@ func (d *Daemon) startNTPServer(cfg config.ServerConfig) (*ntpServer, error) {
 	return &ntpServer{srv: srv, cfg: cfg, started: time.Now()}, nil
 }
 
-// reloadNTPServerLocked moves the NTP server to cfg: started, stopped, or
-// replaced by one with the new settings (its client table starts empty).
-// When the new one cannot start, the old one keeps serving.
+// reloadNTPServerLocked moves the NTP server to cfg: updated on its
+// sockets when the listen addresses and workers stay, else started,
+// stopped or replaced (new sockets, an empty client table). When the new
+// settings cannot be applied, the old ones stay.
 func (d *Daemon) reloadNTPServerLocked(cfg config.ServerConfig) {
 	old := d.ntp
 	if old != nil && reflect.DeepEqual(old.cfg, cfg) || old == nil && len(cfg.Listen) == 0 {
 		return
 	}
+	if old != nil && slices.Equal(old.cfg.Listen, cfg.Listen) && old.cfg.Workers == cfg.Workers {
+		if err := old.srv.Update(serverConfig(cfg)); err != nil {
+			d.log.Error("reload: the new server settings cannot be applied; the NTP server keeps its old ones", zap.Error(err))
+			return
+		}
+		old.cfg = cfg
+		d.log.Info("reload: NTP server settings changed")
+		return
+	}
 	next, err := d.startNTPServer(cfg)
 	if err != nil {
-		d.log.Error("reload: the new server settings cannot be applied; the NTP server keeps its old ones", zap.Error(err))
+		msg := "reload: the new server settings cannot be applied; the NTP server keeps its old ones"
+		if errors.Is(err, syscall.EACCES) {
+			msg += " (a port below 1024 can be bound only at start: restart timed)"
+		}
+		d.log.Error(msg, zap.Error(err))
 		return
 	}
 	if old != nil {

@@ -32,7 +32,8 @@ func socketless(t testing.TB, cfg Config) (*worker, *captureConn) {
 		t.Fatal(err)
 	}
 	vc := clock.NewVirtual(clock.VirtualOptions{})
-	s := &Server{cfg: cfg, tb: vc, log: zap.NewNop(), clients: cl, prec: -20, start: time.Now()}
+	s := &Server{cfg: cfg, tb: vc, log: zap.NewNop(), prec: -20, start: time.Now()}
+	s.set.Store(&settings{Config: cfg, clients: cl})
 	s.SetState(State{Synchronized: true, Stratum: 2, RefTime: vc.Now()})
 	cc := &captureConn{}
 	w := &worker{s: s, conn: cc}

@@ -11,6 +11,7 @@ import (
 	"net"
 	"net/netip"
 	"runtime"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -45,14 +46,14 @@ type Config struct {
 
 // Server is a running NTP server.
 type Server struct {
-	cfg     Config
-	tb      sources.Timebase
-	log     *zap.Logger
-	clients *clientlog.Log
-	prec    int8
-	wire    atomic.Pointer[wire]
-	state   atomic.Pointer[State]
-	start   time.Time // for monotonic readings
+	cfg   Config // as at New: Listen and Workers never change
+	set   atomic.Pointer[settings]
+	tb    sources.Timebase
+	log   *zap.Logger
+	prec  int8
+	wire  atomic.Pointer[wire]
+	state atomic.Pointer[State]
+	start time.Time // for monotonic readings
 
 	conns   []*netstamp.BatchConn
 	workers []*worker
@@ -89,7 +90,8 @@ func New(cfg Config, tb sources.Timebase, log *zap.Logger) (*Server, error) {
 	if err != nil {
 		return nil, fmt.Errorf("ntp: server: %w", err)
 	}
-	s := &Server{cfg: cfg, tb: tb, log: log, clients: cl, prec: ntp.Precision(), start: time.Now()}
+	s := &Server{cfg: cfg, tb: tb, log: log, prec: ntp.Precision(), start: time.Now()}
+	s.set.Store(&settings{Config: cfg, clients: cl})
 	s.SetState(State{})
 	for _, ap := range cfg.Listen {
 		for range cfg.Workers {
@@ -156,18 +158,51 @@ func (s *Server) closeConns() {
 // monotonic is the time since the server started, in nanoseconds.
 func (s *Server) monotonic() int64 { return int64(time.Since(s.start)) }
 
+// settings are what Update may change while the sockets stay.
+type settings struct {
+	Config
+	clients *clientlog.Log
+}
+
+// Update applies cfg to the running server. The sockets stay (so that a
+// privileged port needs no privilege again): Listen and Workers must not
+// change. The client table starts afresh only when its size or limits
+// change.
+func (s *Server) Update(cfg Config) error {
+	if cfg.Workers <= 0 {
+		cfg.Workers = runtime.GOMAXPROCS(0)
+	}
+	if !slices.Equal(cfg.Listen, s.cfg.Listen) || cfg.Workers != s.cfg.Workers {
+		return errors.New("ntp: server: new listen addresses or workers need new sockets")
+	}
+	if cfg.LocalStratum < 0 || cfg.LocalStratum > 15 {
+		return fmt.Errorf("ntp: server: local stratum %d out of range 0..15", cfg.LocalStratum)
+	}
+	old := s.set.Load()
+	cl := old.clients
+	if cfg.Clients != old.Clients {
+		var err error
+		if cl, err = clientlog.New(cfg.Clients); err != nil {
+			return fmt.Errorf("ntp: server: %w", err)
+		}
+	}
+	s.set.Store(&settings{Config: cfg, clients: cl})
+	s.refresh(s.tb.Now())
+	return nil
+}
+
 // permitted applies the access lists.
-func (s *Server) permitted(a netip.Addr) bool {
+func (set *settings) permitted(a netip.Addr) bool {
 	a = a.Unmap()
-	for _, p := range s.cfg.Deny {
+	for _, p := range set.Deny {
 		if p.Contains(a) {
 			return false
 		}
 	}
-	if len(s.cfg.Allow) == 0 {
+	if len(set.Allow) == 0 {
 		return true
 	}
-	for _, p := range s.cfg.Allow {
+	for _, p := range set.Allow {
 		if p.Contains(a) {
 			return true
 		}

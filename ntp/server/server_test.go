@@ -308,3 +308,39 @@ func TestMultiHomed(t *testing.T) {
 		t.Errorf("IPv6: %d-byte answer", len(resp))
 	}
 }
+
+// TestUpdate changes the settings of a running server on its sockets.
+func TestUpdate(t *testing.T) {
+	vc := testClock(t)
+	s := startServer(t, Config{}, vc)
+	c := clientConn(t, "127.0.0.1:0")
+	srv := s.Addrs()[0]
+	exchange(t, c, srv, request(4, 1, 0, 0), time.Second)
+	cfg := s.cfg
+	cfg.LocalStratum = 7
+	if err := s.Update(cfg); err != nil {
+		t.Fatal(err)
+	}
+	p, _ := ntp.ParsePacket(exchange(t, c, srv, request(4, 2, 0, 0), time.Second))
+	if p.Stratum != 7 {
+		t.Errorf("stratum %d after the update, want 7", p.Stratum)
+	}
+	if top := s.Clients(5); len(top) != 1 || top[0].Requests != 2 {
+		t.Errorf("the client table did not survive an update that kept its settings: %+v", top)
+	}
+	cfg.Deny = []netip.Prefix{netip.MustParsePrefix("127.0.0.0/8")}
+	cfg.Clients.Size = 128
+	if err := s.Update(cfg); err != nil {
+		t.Fatal(err)
+	}
+	if resp := exchange(t, c, srv, request(4, 3, 0, 0), 200*time.Millisecond); resp != nil {
+		t.Errorf("denied client answered")
+	}
+	if st := s.Stats(); st.ClientTableSize != 128 || st.Dropped[DropDenied] != 1 {
+		t.Errorf("after the second update: %+v", st)
+	}
+	cfg.Listen = append(cfg.Listen, netip.MustParseAddrPort("127.0.0.1:0"))
+	if err := s.Update(cfg); err == nil {
+		t.Error("Update with another listen address: no error")
+	}
+}

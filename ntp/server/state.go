@@ -78,8 +78,8 @@ func (s *Server) refresh(now time.Time) {
 		w.rootDisp = st.RootDispersion
 		w.dispRate = phi + st.FrequencyUncertainty
 		w.refTime = st.RefTime
-	case s.cfg.LocalStratum > 0:
-		w.leap, w.stratum, w.refID = sources.LeapNone, uint8(s.cfg.LocalStratum), localRefID
+	case s.set.Load().LocalStratum > 0:
+		w.leap, w.stratum, w.refID = sources.LeapNone, uint8(s.set.Load().LocalStratum), localRefID
 		if st.Leap != sources.LeapUnknown {
 			w.leap = st.Leap
 		}

@@ -51,7 +51,8 @@ type Stats struct {
 
 // Stats sums the workers' counters.
 func (s *Server) Stats() Stats {
-	st := Stats{Dropped: map[string]uint64{}, Workers: len(s.workers), Clients: s.clients.Len(), ClientTableSize: s.clients.Size()}
+	cl := s.set.Load().clients
+	st := Stats{Dropped: map[string]uint64{}, Workers: len(s.workers), Clients: cl.Len(), ClientTableSize: cl.Size()}
 	for _, w := range s.workers {
 		c := &w.c
 		st.Received += c.received.Load()
@@ -70,5 +71,5 @@ func (s *Server) Stats() Stats {
 
 // Clients returns up to n clients, busiest first.
 func (s *Server) Clients(n int) []clientlog.Client {
-	return s.clients.Top(n, s.monotonic())
+	return s.set.Load().clients.Top(n, s.monotonic())
 }

@@ -78,10 +78,11 @@ func (w *worker) run() {
 // serve answers one batch of requests.
 func (w *worker) serve(in []netstamp.Message) {
 	s := w.s
+	set := s.set.Load()
 	now := s.tb.Now()
 	if now.Sub(w.lastRefresh) >= time.Second || now.Before(w.lastRefresh) {
 		w.lastRefresh = now
-		if s.cfg.LocalStratum > 0 {
+		if set.LocalStratum > 0 {
 			s.refresh(now)
 		}
 	}
@@ -101,9 +102,9 @@ func (w *worker) serve(in []netstamp.Message) {
 			continue
 		}
 		from := m.Addr.Addr().Unmap()
-		if !s.permitted(from) {
+		if !set.permitted(from) {
 			w.c.drop(DropDenied)
-			if s.cfg.DenyKiss {
+			if set.DenyKiss {
 				w.kiss(m, req, codeDENY)
 			}
 			continue
@@ -114,7 +115,7 @@ func (w *worker) serve(in []netstamp.Message) {
 			rxTime = time.Now()
 		}
 		rx := receiveStamp(s.tb.FromSystem(rxTime))
-		v, prevRx, prevTx := s.clients.Request(from, mono, uint64(rx), 0)
+		v, prevRx, prevTx := set.clients.Request(from, mono, uint64(rx), 0)
 		switch v {
 		case clientlog.Kiss:
 			w.c.drop(DropRateLimited)
@@ -127,7 +128,7 @@ func (w *worker) serve(in []netstamp.Message) {
 		out := w.next(m)
 		w.answers++
 		var xleaveTx ntp.Timestamp
-		if s.cfg.Interleaved && prevTx != 0 && binary.BigEndian.Uint64(req[offOrigin:]) == prevRx {
+		if set.Interleaved && prevTx != 0 && binary.BigEndian.Uint64(req[offOrigin:]) == prevRx {
 			xleaveTx = ntp.Timestamp(prevTx)
 			w.c.interleaved.Add(1)
 		}
@@ -135,13 +136,13 @@ func (w *worker) serve(in []netstamp.Message) {
 		if xleaveTx == 0 {
 			w.basic = append(w.basic, len(w.out)-1)
 		}
-		if s.cfg.Interleaved && wantsInterleaved(req) {
+		if set.Interleaved && wantsInterleaved(req) {
 			out.StampTx = true
 			w.stamped = append(w.stamped, len(w.out)-1)
-			s.clients.MarkInterleaved(from)
+			set.clients.MarkInterleaved(from)
 		}
 	}
-	w.send()
+	w.send(set.clients)
 }
 
 // next appends a reply to the request m and returns it.
@@ -165,7 +166,7 @@ func (w *worker) kiss(m *netstamp.Message, req []byte, code uint32) {
 }
 
 // send stamps the basic replies with the transmit time and sends the batch.
-func (w *worker) send() {
+func (w *worker) send(clients *clientlog.Log) {
 	if len(w.out) == 0 {
 		return
 	}
@@ -177,7 +178,7 @@ func (w *worker) send() {
 	for _, k := range w.stamped {
 		// Until the kernel's timestamp arrives, an interleaved client gets
 		// this one.
-		s.clients.UpdateTx(w.out[k].Addr.Addr().Unmap(), rxOf(w.out[k].Buf), uint64(tx))
+		clients.UpdateTx(w.out[k].Addr.Addr().Unmap(), rxOf(w.out[k].Buf), uint64(tx))
 	}
 	w.c.answered.Add(uint64(w.answers))
 	_, failed, err := w.conn.WriteBatch(w.out)
@@ -205,6 +206,6 @@ func (w *worker) txStamp(id uint32, sys time.Time) {
 		return
 	}
 	p.valid = false
-	w.s.clients.UpdateTx(p.addr, uint64(p.rx), uint64(transmitStamp(w.s.tb.FromSystem(sys))))
+	w.s.set.Load().clients.UpdateTx(p.addr, uint64(p.rx), uint64(transmitStamp(w.s.tb.FromSystem(sys))))
 	w.c.txStamps.Add(1)
 }

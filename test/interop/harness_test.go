@@ -49,6 +49,7 @@ func binaries(t *testing.T) (timed, timectl string) {
 		}
 		cmd := exec.Command(goCmd, "build", "-o", binDir+string(os.PathSeparator), "./cmd/timed", "./cmd/timectl")
 		cmd.Dir = peers.RepoRoot(t)
+		cmd.Env = append(os.Environ(), "CGO_ENABLED=0") // as make build does
 		out, err := cmd.CombinedOutput()
 		if err != nil {
 			buildErr = fmt.Errorf("go build ./cmd/timed ./cmd/timectl: %v\n%s", err, out)

@@ -1,0 +1,6 @@
+//go:build !linux
+
+package daemon
+
+// dropBindCapability does nothing: Linux capabilities are Linux's.
+func dropBindCapability() (had bool, err error) { return false, nil }
