@@ -55,6 +55,10 @@ type BatchConn struct {
 	errno           unix.Errno
 }
 
+// ReusePort reports whether several BatchConns can share an address and
+// port (BatchOptions.ReusePort).
+const ReusePort = true
+
 // mmsghdr is struct mmsghdr; Go pads it to the same size as C does.
 type mmsghdr struct {
 	hdr unix.Msghdr

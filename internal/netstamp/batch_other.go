@@ -18,6 +18,10 @@ type BatchConn struct {
 	local netip.AddrPort
 }
 
+// ReusePort reports whether several BatchConns can share an address and
+// port: not here.
+const ReusePort = false
+
 // ListenBatch opens a UDP socket bound to laddr. ReusePort is not
 // supported here: a second socket on the same address fails to bind.
 func ListenBatch(laddr netip.AddrPort, batch int, opts BatchOptions) (*BatchConn, error) {

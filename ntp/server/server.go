@@ -83,9 +83,7 @@ func New(cfg Config, tb sources.Timebase, log *zap.Logger) (*Server, error) {
 	if cfg.LocalStratum < 0 || cfg.LocalStratum > 15 {
 		return nil, fmt.Errorf("ntp: server: local stratum %d out of range 0..15", cfg.LocalStratum)
 	}
-	if cfg.Workers <= 0 {
-		cfg.Workers = runtime.GOMAXPROCS(0)
-	}
+	cfg.Workers = workers(cfg.Workers)
 	cl, err := clientlog.New(cfg.Clients)
 	if err != nil {
 		return nil, fmt.Errorf("ntp: server: %w", err)
@@ -158,6 +156,18 @@ func (s *Server) closeConns() {
 // monotonic is the time since the server started, in nanoseconds.
 func (s *Server) monotonic() int64 { return int64(time.Since(s.start)) }
 
+// workers is the number of sockets per address for a configured number: 0
+// means one per CPU; without SO_REUSEPORT there is only one.
+func workers(n int) int {
+	switch {
+	case !netstamp.ReusePort:
+		return 1
+	case n <= 0:
+		return runtime.GOMAXPROCS(0)
+	}
+	return n
+}
+
 // settings are what Update may change while the sockets stay.
 type settings struct {
 	Config
@@ -169,9 +179,7 @@ type settings struct {
 // change. The client table starts afresh only when its size or limits
 // change.
 func (s *Server) Update(cfg Config) error {
-	if cfg.Workers <= 0 {
-		cfg.Workers = runtime.GOMAXPROCS(0)
-	}
+	cfg.Workers = workers(cfg.Workers)
 	if !slices.Equal(cfg.Listen, s.cfg.Listen) || cfg.Workers != s.cfg.Workers {
 		return errors.New("ntp: server: new listen addresses or workers need new sockets")
 	}
