@@ -89,6 +89,9 @@ type NTPServer struct {
 	Port    int
 	// IBurst sends a quick burst of requests at start.
 	IBurst bool
+	// XLeave asks for interleaved mode (RFC 9769): the server's true
+	// transmit times, sent one response later.
+	XLeave bool
 	// MinPoll and MaxPoll bound the poll interval, log2 seconds (-6..17).
 	MinPoll, MaxPoll int
 	// Selection flags, as sources.SourceOptions.
@@ -102,6 +105,7 @@ type NTPPool struct {
 	Port             int
 	MaxSources       int
 	IBurst           bool
+	XLeave           bool
 	MinPoll, MaxPoll int
 }
 

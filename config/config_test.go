@@ -58,7 +58,7 @@ func TestDefault(t *testing.T) {
 func TestDefaultYAMLDocumentsEveryKey(t *testing.T) {
 	keys := []string{"clock", "driver", "simulate", "offset", "frequency_ppm", "drift_file", "engine",
 		"min_agreeing_sources", "step_threshold", "step_limit", "panic_threshold", "max_slew_rate_ppm",
-		"max_frequency_ppm", "ntp", "servers", "address", "port", "iburst", "minpoll", "maxpoll", "prefer",
+		"max_frequency_ppm", "ntp", "servers", "address", "port", "iburst", "xleave", "minpoll", "maxpoll", "prefer",
 		"noselect", "trust", "require", "pools", "max_sources", "control", "socket", "metrics", "listen",
 		"log", "level", "format", "server", "workers", "interleaved", "allow", "deny", "deny_response",
 		"client_table_size", "rate_limit", "interval", "burst", "kiss_every", "prefix_ipv4", "prefix_ipv6",

@@ -189,6 +189,7 @@ func (d *decoder) ntpServer(n *yaml.Node, path string) (NTPServer, *yaml.Node) {
 		addressField(&s.Address, &addr),
 		portField(&s.Port),
 		boolField("iburst", &s.IBurst),
+		boolField("xleave", &s.XLeave),
 	}, poll.fields()...)
 	fields = append(fields,
 		boolField("prefer", &s.Prefer),
@@ -213,6 +214,7 @@ func (d *decoder) ntpPool(n *yaml.Node, path string) (NTPPool, *yaml.Node) {
 			d.integer(n, p, 1, 64, "use a count from 1 to 64, such as 4", &s.MaxSources)
 		}},
 		boolField("iburst", &s.IBurst),
+		boolField("xleave", &s.XLeave),
 	}, poll.fields()...)
 	given := d.mapping(n, path, fields)
 	requireAddress(d, n, path, given, "address: pool.ntp.org")

@@ -337,6 +337,7 @@ func newNTPServer(sc config.NTPServer, tb sources.Timebase, log *zap.Logger) (so
 		Address: sc.Address,
 		Port:    sc.Port,
 		IBurst:  sc.IBurst,
+		XLeave:  sc.XLeave,
 		MinPoll: sc.MinPoll,
 		MaxPoll: sc.MaxPoll,
 	}, tb, log)

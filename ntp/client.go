@@ -58,6 +58,11 @@ type ClientConfig struct {
 	Resolver Resolver
 	// LocalAddr is the address to send from; the zero value means any.
 	LocalAddr netip.Addr
+	// XLeave asks the server for interleaved mode (RFC 9769): its
+	// responses then carry the true transmit time of its previous
+	// response, read after that response left. A server that does not
+	// support it answers in basic mode, which is used as always.
+	XLeave bool
 }
 
 // Client is an NTP client association with one server. It implements
@@ -75,6 +80,28 @@ type Client struct {
 	mu         sync.Mutex
 	dropped    map[string]uint64
 	dropWarned map[string]time.Time // when each kind of drop was last logged loudly
+	modes      ModeCounts
+}
+
+// ModeCounts counts the measurements a client reported, by the mode of the
+// exchange they came from.
+type ModeCounts struct {
+	// Basic counts measurements whose server transmit time was written
+	// into the response before it was sent (RFC 5905's basic mode);
+	// Interleaved those that used the server's true transmit time from its
+	// next, interleaved response (RFC 9769).
+	Basic, Interleaved uint64
+	// LastInterleaved says whether the most recent measurement was
+	// interleaved.
+	LastInterleaved bool
+}
+
+// Modes returns how many measurements were made in basic and in
+// interleaved mode, and the mode of the last one.
+func (c *Client) Modes() ModeCounts {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.modes
 }
 
 // NewClient checks cfg and returns a client; nothing is sent until Run.
@@ -189,12 +216,43 @@ type received struct {
 
 // request is a request we sent.
 type request struct {
-	origin   Timestamp // the random transmit timestamp we sent
+	origin Timestamp // the random transmit timestamp we sent
+	// xorigin is the random receive timestamp of an interleaved request
+	// (zero in basic mode): an interleaved response echoes it as its
+	// origin. ref is the exchange that request continues.
+	xorigin  Timestamp
+	ref      *exchange
 	t1       time.Time // local send time (Timebase)
 	stamp    netstamp.Stamping
 	answered bool
 	expired  bool
 }
+
+// exchange is a request and its valid response, kept so that the next
+// request can continue it in interleaved mode: the server's next response
+// then brings the true transmit time of this exchange's response, and the
+// four timestamps of this exchange make one measurement.
+type exchange struct {
+	t1, t2, t4 time.Time // our send, the server's receive, our receive
+	serverRx   Timestamp // t2 as the server wrote it, echoed as our origin
+	stamp      sources.Stamping
+	// held is the exchange's basic measurement, kept back while an
+	// interleaved one (with the true transmit time) may replace it;
+	// reported says a measurement of this exchange was reported.
+	held     *sources.Measurement
+	reported bool
+	// mono and tb are a reading of the monotonic clock and the timebase
+	// at the same instant, for noticing a step of the timebase before the
+	// exchange is continued.
+	mono, tb time.Time
+}
+
+// Server support of interleaved mode, as its responses showed it.
+const (
+	xleaveUnknown = iota
+	xleaveYes
+	xleaveNo
+)
 
 // session is the state of one Run.
 type session struct {
@@ -207,8 +265,13 @@ type session struct {
 
 	cur        *request
 	prev       [4]Timestamp // origins of earlier requests, for telling late from forged
+	prevX      [4]Timestamp // and their interleaved origins
 	prevAns    [4]bool
 	prevIdx    int
+	last       *exchange     // the current request's exchange once validly answered (XLeave only)
+	xleave     int           // xleaveUnknown, xleaveYes, xleaveNo
+	xleaveMiss int           // interleaved requests in a row answered in basic mode
+	xleaveLog  time.Time     // when a change of xleave was last logged at info level
 	missed     int           // requests in a row without a valid response
 	rateFloor  time.Duration // interval floor after a RATE kiss
 	fault      string
@@ -430,22 +493,47 @@ func (s *session) poll(ctx context.Context, interval time.Duration) error {
 }
 
 // send builds and sends a client request with a random transmit timestamp.
+// When the previous request got a valid response and XLeave is set, the
+// request is interleaved (RFC 9769): its origin is that response's receive
+// timestamp, and its receive field carries a second random cookie, which an
+// interleaved response echoes as its origin.
+//
+// Protection against off-path spoofing: a response is accepted only from
+// the server's address and port, and only when its origin equals one of the
+// two cookies of the current request. Both are 63 random bits that appear
+// nowhere but in that one request, so a forger who does not see the request
+// has one chance in 2^63 per packet, in interleaved mode as in basic mode.
+// RFC 9769 has the client put its receive time of the previous response into
+// the receive field; the server only copies that field, and a clock reading
+// can be guessed to within a few microseconds, so timed sends a cookie
+// instead. The origin of an interleaved request (the server's receive
+// timestamp) is not secret and is not relied on: the server uses it to find
+// the transmit time it returns, and the client checks that this time lies
+// between the server's receive times of the two requests. An on-path
+// attacker can forge responses in either mode; only NTS prevents that.
 func (s *session) send(interval time.Duration) error {
-	var rnd [8]byte
+	var rnd [16]byte
 	if _, err := rand.Read(rnd[:]); err != nil {
-		return err
+		return fmt.Errorf("ntp: client: random cookie: %w", err)
 	}
-	origin := Timestamp(binary.BigEndian.Uint64(rnd[:]))
-	if origin == 0 {
-		origin = 1
-	}
+	origin := Timestamp(binary.BigEndian.Uint64(rnd[:8])) | 1
 	h := Header{Leap: sources.LeapNone, Version: 4, Mode: ModeClient, Poll: log2(interval), Transmit: origin}
+	s.remember()
+	ref := s.continued()
+	var xorigin Timestamp
+	if ref != nil {
+		// Never zero, never equal to the transmit cookie.
+		xorigin = Timestamp(binary.BigEndian.Uint64(rnd[8:])) &^ 1
+		if xorigin == 0 {
+			xorigin = 2
+		}
+		h.Origin, h.Receive = ref.serverRx, xorigin
+	}
 	var buf [HeaderLen]byte
 	pkt, _ := h.AppendBinary(buf[:0])
-	s.remember()
 	before := s.c.tb.Now()
 	tx, st, err := s.conn.WriteTo(pkt, s.server)
-	req := &request{origin: origin, t1: before, stamp: st}
+	req := &request{origin: origin, xorigin: xorigin, ref: ref, t1: before, stamp: st}
 	if st == netstamp.StampKernel {
 		req.t1 = s.c.tb.FromSystem(tx)
 	}
@@ -453,15 +541,56 @@ func (s *session) send(interval time.Duration) error {
 	return err
 }
 
+// continued returns the exchange the next request continues in
+// interleaved mode, or nil for a basic request: after a lost or invalid
+// response, or a step of the clock, there is none, so that no measurement
+// mixes timestamps of two exchanges that did not follow each other.
+func (s *session) continued() *exchange {
+	ex := s.last
+	s.last = nil
+	if ex == nil {
+		return nil
+	}
+	mono := time.Since(ex.mono)
+	if d := s.c.tb.Now().Round(0).Sub(ex.tb) - mono; d.Abs() > stepTolerance+mono/1000 {
+		// The timebase moved against the monotonic clock by more than any
+		// frequency error explains: it was stepped, and this exchange's
+		// timestamps are in the old timescale.
+		s.c.log.Debug("clock stepped since the last exchange: basic request", zap.Duration("step", d))
+		s.settle(ex)
+		return nil
+	}
+	return ex
+}
+
+// stepTolerance (plus 1000 ppm of the time since the exchange) is how far
+// the timebase may move against the monotonic clock before continued takes
+// it for a step.
+const stepTolerance = 100 * time.Microsecond
+
 // remember moves the current request to the history of earlier ones.
 func (s *session) remember() {
 	if s.cur == nil {
 		return
 	}
+	s.settle(s.cur.ref)
 	s.prev[s.prevIdx] = s.cur.origin
+	s.prevX[s.prevIdx] = s.cur.xorigin
 	s.prevAns[s.prevIdx] = s.cur.answered
 	s.prevIdx = (s.prevIdx + 1) % len(s.prev)
 	s.cur = nil
+}
+
+// settle reports the measurement held back for ex, if any: no interleaved
+// measurement of that exchange will come.
+func (s *session) settle(ex *exchange) {
+	if ex == nil || ex.held == nil {
+		return
+	}
+	m := *ex.held
+	ex.held = nil
+	ex.reported = true
+	s.report(m, false)
 }
 
 // expireCurrent ends the wait for the current request.
@@ -473,6 +602,7 @@ func (s *session) expireCurrent() {
 	if s.cur.answered {
 		return
 	}
+	s.settle(s.cur.ref)
 	s.missed++
 	if s.missed == UnreachableAfter {
 		// Reported once: the count goes on in the engine's reach register.
@@ -529,9 +659,14 @@ func (s *session) handle(p received) error {
 		return nil
 	}
 	req := s.cur
-	if req == nil || pkt.Origin != req.origin {
+	var interleaved bool
+	switch {
+	case req != nil && pkt.Origin == req.origin:
+	case req != nil && req.xorigin != 0 && pkt.Origin == req.xorigin:
+		interleaved = true
+	default:
 		for i, o := range s.prev {
-			if o == pkt.Origin && o != 0 {
+			if pkt.Origin != 0 && (o == pkt.Origin || s.prevX[i] == pkt.Origin) {
 				if s.prevAns[i] {
 					c.drop(DropDuplicate, zap.Stringer("origin", pkt.Origin))
 				} else {
@@ -554,6 +689,7 @@ func (s *session) handle(p received) error {
 	// From here on the packet answers our request: the origin check passed.
 	req.answered = true
 	if err := pkt.CheckResponse(); err != nil {
+		s.settle(req.ref)
 		var kiss *KissError
 		switch {
 		case errors.As(err, &kiss):
@@ -568,26 +704,124 @@ func (s *session) handle(p received) error {
 		return nil
 	}
 	t4 := c.tb.FromSystem(p.rx)
-	t1 := req.t1
-	t2 := pkt.Receive.Time(t1)
-	t3 := pkt.Transmit.Time(t1)
-	if pkt.Receive.IsZero() || t3.Before(t2) {
-		c.drop(DropInvalid, zap.String("reason", "server receive time missing or after its transmit time"))
+	ex := &exchange{t1: req.t1, t2: pkt.Receive.Time(req.t1), t4: t4, serverRx: pkt.Receive, stamp: stamping(req.stamp, p.stamp)}
+	ex.mono, ex.tb = time.Now(), c.tb.Now().Round(0)
+	if pkt.Receive.IsZero() {
+		s.settle(req.ref)
+		c.drop(DropInvalid, zap.String("reason", "server receive time missing"))
 		return nil
 	}
+	if interleaved {
+		s.interleaved(req.ref, ex, &pkt)
+	} else {
+		s.basic(req, ex, &pkt)
+	}
+	return nil
+}
+
+// stamping says where the local timestamps of an exchange came from.
+func stamping(tx, rx netstamp.Stamping) sources.Stamping {
+	if tx == netstamp.StampKernel && rx == netstamp.StampKernel {
+		return sources.StampKernel
+	}
+	return sources.StampUser
+}
+
+// basic handles a basic response (its origin is our transmit cookie): its
+// own four timestamps make the measurement of exchange ex.
+func (s *session) basic(req *request, ex *exchange, pkt *Packet) {
+	t3 := pkt.Transmit.Time(ex.t1)
+	if t3.Before(ex.t2) {
+		s.settle(req.ref)
+		s.c.drop(DropInvalid, zap.String("reason", "server receive time after its transmit time"))
+		return
+	}
+	if req.ref != nil {
+		// A server may answer the first interleaved request of a client,
+		// or one after losing its state, in basic mode (chronyd does):
+		// only two in a row show that it does not interleave.
+		if s.xleaveMiss++; s.xleaveMiss >= 2 {
+			s.setXleave(xleaveNo, "the server answers interleaved requests in basic mode")
+		}
+	}
+	s.settle(req.ref)
+	s.answered()
+	m := s.measure(pkt, ex.t1, ex.t2, t3, ex.t4, ex.stamp)
+	if !s.c.cfg.XLeave {
+		s.report(m, false)
+		return
+	}
+	if s.xleave == xleaveNo {
+		s.report(m, false)
+		ex.reported = true
+	} else {
+		// The server may answer the next request in interleaved mode with
+		// the true transmit time of this response: until then the
+		// measurement waits.
+		ex.held = &m
+	}
+	s.last = ex
+}
+
+// interleaved handles an interleaved response (its origin is our receive
+// cookie): its transmit timestamp is the true send time of the response to
+// the previous request, which completes the timestamps of exchange ref. Its
+// receive timestamp starts the current exchange, ex.
+func (s *session) interleaved(ref, ex *exchange, pkt *Packet) {
+	t3 := pkt.Transmit.Time(ref.t1)
+	if t3.Before(ref.t2) || ex.t2.Before(t3) {
+		s.settle(ref)
+		s.c.drop(DropInvalid, zap.String("reason", "interleaved transmit time not between the server's receive times"),
+			zap.Time("transmit", t3), zap.Time("previous_receive", ref.t2), zap.Time("receive", ex.t2))
+		return
+	}
+	s.xleaveMiss = 0
+	s.setXleave(xleaveYes, "the server answers in interleaved mode")
+	s.answered()
+	s.last = ex
+	if ref.reported {
+		// Its basic measurement went out already (before the server was
+		// seen to interleave): one exchange is measured once.
+		return
+	}
+	ref.held, ref.reported = nil, true
+	s.report(s.measure(pkt, ref.t1, ref.t2, t3, ref.t4, ref.stamp), true)
+}
+
+// answered notes a valid response: the server is reachable and serving.
+func (s *session) answered() {
+	s.missed = 0
+	s.rateFloor = 0
+	s.c.unreachable.Store(false)
+	s.setFault("")
+}
+
+// setXleave records what the server's responses show about interleaved
+// mode, and logs a change (at info level at most once a minute).
+func (s *session) setXleave(state int, msg string) {
+	if s.xleave == state {
+		return
+	}
+	s.xleave = state
+	if now := time.Now(); now.Sub(s.xleaveLog) >= dropLogInterval {
+		s.xleaveLog = now
+		s.c.log.Info(msg)
+		return
+	}
+	s.c.log.Debug(msg)
+}
+
+// measure makes the measurement of the four timestamps of one exchange;
+// the other fields come from pkt, the newest response.
+func (s *session) measure(pkt *Packet, t1, t2, t3, t4 time.Time, stamp sources.Stamping) sources.Measurement {
 	prec := PrecisionDuration(pkt.Precision) + localPrecision()
-	offset := (t2.Sub(t1) + t3.Sub(t4)) / 2
 	delay := t4.Sub(t1) - t3.Sub(t2)
 	if delay < 0 {
 		delay = prec
 	}
-	stamp := sources.StampUser
-	if req.stamp == netstamp.StampKernel && p.stamp == netstamp.StampKernel {
-		stamp = sources.StampKernel
-	}
-	m := sources.Measurement{
+	return sources.Measurement{
 		Local:          t1.Add(t4.Sub(t1) / 2),
-		Offset:         offset,
+		Offset:         (t2.Sub(t1) + t3.Sub(t4)) / 2,
 		Delay:          delay,
 		RootDelay:      pkt.RootDelay.Duration(),
 		RootDispersion: pkt.RootDispersion.Duration(),
@@ -597,14 +831,22 @@ func (s *session) handle(p received) error {
 		RefID:          pkt.RefID,
 		Stamping:       stamp,
 	}
-	s.missed = 0
-	s.rateFloor = 0
-	c.unreachable.Store(false)
-	s.setFault("")
-	c.log.Debug("measurement", zap.Duration("offset", offset), zap.Duration("delay", delay),
-		zap.Uint8("stratum", pkt.Stratum), zap.Stringer("stamping", stamp))
+}
+
+// report hands a measurement to the engine and counts its mode.
+func (s *session) report(m sources.Measurement, interleaved bool) {
+	c := s.c
+	c.mu.Lock()
+	if interleaved {
+		c.modes.Interleaved++
+	} else {
+		c.modes.Basic++
+	}
+	c.modes.LastInterleaved = interleaved
+	c.mu.Unlock()
+	c.log.Debug("measurement", zap.Duration("offset", m.Offset), zap.Duration("delay", m.Delay),
+		zap.Uint8("stratum", m.Stratum), zap.Stringer("stamping", m.Stamping), zap.Bool("interleaved", interleaved))
 	s.r.Measured(m)
-	return nil
 }
 
 // kiss acts on a kiss-of-death whose origin matched our request.

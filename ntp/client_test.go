@@ -5,8 +5,10 @@ import (
 	"net"
 	"net/netip"
 	"runtime"
+	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -554,6 +556,257 @@ func TestSessionInterval(t *testing.T) {
 	for d, want := range map[time.Duration]int8{time.Second / 64: -6, time.Second / 3: -2, time.Second: 0, 64 * time.Second: 6, 100 * time.Second: 6} {
 		if got := log2(d); got != want {
 			t.Errorf("log2(%v) = %d, want %d", d, got, want)
+		}
+	}
+}
+
+// xleaveServer scripts a server of interleaved mode (RFC 9769) on a
+// fakeServer. It reads the transmit time of a basic response slowSend
+// before the response really leaves, as a server without kernel transmit
+// timestamps does, and remembers when each response really left. An
+// interleaved request (origin = the receive timestamp of one of its
+// responses) gets that time in the transmit field and its receive field
+// as the origin.
+type xleaveServer struct {
+	xleaveScript
+	tb *steppedTimebase
+
+	mu          sync.Mutex
+	sent        map[Timestamp]Timestamp // receive timestamp of each response → when it left
+	reqs        []Header
+	interleaved []bool // whether the response to each request was interleaved
+}
+
+// xleaveScript is what an xleaveServer does besides answering.
+type xleaveScript struct {
+	interleave bool                      // answers interleaved requests in interleaved mode
+	lose       func(n int) bool          // the response to request n (from 1) is lost on the way
+	forget     func(n int) bool          // before answering request n the server forgets all it sent
+	forge      bool                      // forged interleaved responses come before every interleaved one
+	step       func(n int) time.Duration // after answering request n, step the client's clock by this
+}
+
+func (x *xleaveServer) respond(s *fakeServer, req Header, rx time.Time, from netip.AddrPort) {
+	x.mu.Lock()
+	defer x.mu.Unlock()
+	x.reqs = append(x.reqs, req)
+	n := len(x.reqs)
+	if x.forget != nil && x.forget(n) {
+		clear(x.sent)
+	}
+	h := s.answer(req, rx)
+	tx, known := x.sent[req.Origin]
+	inter := x.interleave && req.Origin != 0 && known
+	x.interleaved = append(x.interleaved, inter)
+	if inter {
+		h.Origin, h.Transmit = req.Receive, tx
+		if x.forge {
+			for _, origin := range []Timestamp{req.Receive ^ 1<<20, req.Origin, req.Receive + 1} {
+				f := h
+				f.Origin, f.Transmit = origin, TimestampOf(time.Now().Add(time.Hour))
+				s.send(f, from, false)
+			}
+		}
+	}
+	time.Sleep(slowSend)
+	// On loopback the client's kernel stamps the response during the send
+	// call: the time just before it is the closer one.
+	x.sent[h.Receive] = TimestampOf(time.Now().Add(s.shift))
+	if x.lose == nil || !x.lose(n) {
+		s.send(h, from, false)
+	}
+	if x.step != nil {
+		if d := x.step(n); d != 0 {
+			go func() {
+				time.Sleep(10 * time.Millisecond) // the client has handled the response
+				x.tb.shift.Add(int64(d))
+			}()
+		}
+	}
+}
+
+func (x *xleaveServer) requests() ([]Header, []bool) {
+	x.mu.Lock()
+	defer x.mu.Unlock()
+	return append([]Header(nil), x.reqs...), append([]bool(nil), x.interleaved...)
+}
+
+// steppedTimebase is the system clock shifted by an amount that can step.
+type steppedTimebase struct{ shift atomic.Int64 }
+
+func (s *steppedTimebase) Now() time.Time { return time.Now().Add(time.Duration(s.shift.Load())) }
+func (s *steppedTimebase) FromSystem(t time.Time) time.Time {
+	return t.Add(time.Duration(s.shift.Load()))
+}
+
+// slowSend is how long the scripted server's basic transmit timestamps come
+// before the true send: a basic measurement's offset is off by half of it
+// (or more, when the server's sleep overshoots), its delay by all of it.
+const slowSend = 10 * time.Millisecond
+
+// preciseLimit bounds the error of a measurement with the true transmit
+// time: the fake server reads it in user space, just before the send.
+const preciseLimit = time.Millisecond
+
+// usedBasicTransmit tells a measurement made with the scripted server's
+// early basic transmit time.
+func usedBasicTransmit(m sources.Measurement) bool {
+	return m.Offset < -slowSend/4 && m.Delay > slowSend/2
+}
+
+func TestClientInterleaved(t *testing.T) {
+	lost := func(ns ...int) func(int) bool {
+		return func(n int) bool { return slices.Contains(ns, n) }
+	}
+	cases := []struct {
+		name  string
+		srv   xleaveScript
+		n     int // measurements to take
+		check func(t *testing.T, ms []sources.Measurement, modes ModeCounts, reqs []Header, inter []bool, dropped map[string]uint64)
+	}{
+		{
+			name: "interleaved exchanges",
+			srv:  xleaveScript{interleave: true},
+			n:    10,
+			check: func(t *testing.T, ms []sources.Measurement, modes ModeCounts, reqs []Header, inter []bool, _ map[string]uint64) {
+				allPrecise(t, ms, 0)
+				if modes.Basic != 0 || modes.Interleaved < 10 || !modes.LastInterleaved {
+					t.Errorf("modes %+v, want only interleaved", modes)
+				}
+				if !reqs[0].Origin.IsZero() || !reqs[0].Receive.IsZero() {
+					t.Errorf("first request origin %v receive %v, want zero (basic)", reqs[0].Origin, reqs[0].Receive)
+				}
+				for i, r := range reqs[1:] {
+					if r.Origin.IsZero() || r.Receive.IsZero() || r.Receive == r.Transmit {
+						t.Errorf("request %d: origin %v receive %v transmit %v: not interleaved", i+2, r.Origin, r.Receive, r.Transmit)
+					}
+					if r.Receive == reqs[i].Receive || r.Transmit == reqs[i].Transmit {
+						t.Errorf("request %d repeats a cookie of the one before", i+2)
+					}
+				}
+			},
+		},
+		{
+			name: "server without interleaved mode",
+			srv:  xleaveScript{},
+			n:    8,
+			check: func(t *testing.T, ms []sources.Measurement, modes ModeCounts, reqs []Header, _ []bool, _ map[string]uint64) {
+				for i, m := range ms {
+					if !usedBasicTransmit(m) {
+						t.Errorf("basic measurement %d: offset %v delay %v, want about %v and %v", i, m.Offset, m.Delay, -slowSend/2, slowSend)
+					}
+				}
+				if modes.Interleaved != 0 || modes.Basic < 8 || modes.LastInterleaved {
+					t.Errorf("modes %+v, want only basic", modes)
+				}
+				if reqs[2].Origin.IsZero() {
+					t.Error("the client stopped asking for interleaved mode")
+				}
+			},
+		},
+		{
+			name: "lost responses",
+			srv:  xleaveScript{interleave: true, lose: lost(4, 9, 10)},
+			n:    10,
+			check: func(t *testing.T, ms []sources.Measurement, modes ModeCounts, reqs []Header, inter []bool, d map[string]uint64) {
+				allPrecise(t, ms, 0)
+				// After a lost response the next request is basic: no
+				// measurement mixes exchanges that did not follow each other.
+				for _, n := range []int{5, 11} {
+					if !reqs[n-1].Origin.IsZero() || !reqs[n-1].Receive.IsZero() {
+						t.Errorf("request %d after a lost response: origin %v receive %v, want basic", n, reqs[n-1].Origin, reqs[n-1].Receive)
+					}
+				}
+				if !inter[5] || !inter[11] {
+					t.Errorf("the server's answers to requests 6 and 12 were not interleaved: %v", inter)
+				}
+				if modes.Basic != 0 {
+					t.Errorf("modes %+v: the basic measurement of the exchange after a loss was not replaced", modes)
+				}
+			},
+		},
+		{
+			name: "forged interleaved responses",
+			srv:  xleaveScript{interleave: true, forge: true},
+			n:    8,
+			check: func(t *testing.T, ms []sources.Measurement, modes ModeCounts, _ []Header, _ []bool, d map[string]uint64) {
+				allPrecise(t, ms, 0)
+				if d[DropNeverSent] < 3*7 {
+					t.Errorf("dropped %v, want ≥ 21 never sent", d)
+				}
+			},
+		},
+		{
+			name: "server forgets its transmit times",
+			srv:  xleaveScript{interleave: true, forget: func(n int) bool { return n == 6 }},
+			n:    10,
+			check: func(t *testing.T, ms []sources.Measurement, modes ModeCounts, _ []Header, inter []bool, _ map[string]uint64) {
+				if inter[5] || !inter[6] {
+					t.Errorf("interleaved answers %v, want basic only to request 6", inter)
+				}
+				// Exchange 5's true transmit time is lost with the server's
+				// state, so it goes unmeasured; exchange 6's basic
+				// measurement is held back and replaced.
+				allPrecise(t, ms, 0)
+				if modes.Basic != 0 || modes.Interleaved < 10 {
+					t.Errorf("modes %+v, want only interleaved", modes)
+				}
+			},
+		},
+		{
+			name: "clock step between exchanges",
+			srv:  xleaveScript{interleave: true, step: func(n int) time.Duration { return map[int]time.Duration{4: 20 * time.Millisecond}[n] }},
+			n:    8,
+			check: func(t *testing.T, ms []sources.Measurement, modes ModeCounts, reqs []Header, _ []bool, _ map[string]uint64) {
+				// Before the step the offset is 0, after it -20 ms; nothing
+				// in between.
+				allPrecise(t, ms, -20*time.Millisecond)
+				if !reqs[4].Origin.IsZero() {
+					t.Errorf("request 5 after the step: origin %v, want basic", reqs[4].Origin)
+				}
+			},
+		},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			srv := newFakeServer(t)
+			x := &xleaveServer{xleaveScript: tc.srv, tb: &steppedTimebase{}, sent: map[Timestamp]Timestamp{}}
+			srv.setRespond(x.respond)
+			// The server takes slowSend to answer: poll well after that.
+			r := newReporter(5 * slowSend)
+			cfg := clientCfg(srv.addr())
+			cfg.XLeave = true
+			c, _ := startClient(t, cfg, x.tb, r)
+			var ms []sources.Measurement
+			for i := range tc.n {
+				m := r.measurement(t)
+				if i > 0 && !m.Local.After(ms[i-1].Local) {
+					t.Errorf("measurement %d at %v, not after the one before (%v)", i, m.Local, ms[i-1].Local)
+				}
+				ms = append(ms, m)
+			}
+			modes := c.Modes()
+			reqs, inter := x.requests()
+			tc.check(t, ms, modes, reqs, inter, c.Dropped())
+			if t.Failed() {
+				for i, m := range ms {
+					t.Logf("measurement %d: offset %v delay %v", i, m.Offset, m.Delay)
+				}
+			}
+		})
+	}
+}
+
+// allPrecise checks that every measurement used a true transmit time: an
+// offset of 0 or of alt, and a delay well below the server's slow send.
+func allPrecise(t *testing.T, ms []sources.Measurement, alt time.Duration) {
+	t.Helper()
+	for i, m := range ms {
+		if m.Offset.Abs() > preciseLimit && (m.Offset-alt).Abs() > preciseLimit {
+			t.Errorf("measurement %d: offset %v, want within %v of 0 or %v", i, m.Offset, preciseLimit, alt)
+		}
+		if m.Delay > slowSend/2 {
+			t.Errorf("measurement %d: delay %v includes the server's slow send (%v)", i, m.Delay, slowSend)
 		}
 	}
 }
