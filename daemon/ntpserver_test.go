@@ -11,6 +11,7 @@ import (
 	"github.com/timed-project/timed/clock"
 	"github.com/timed-project/timed/config"
 	"github.com/timed-project/timed/ntp"
+	ntpserver "github.com/timed-project/timed/ntp/server"
 	"github.com/timed-project/timed/sources"
 )
 
@@ -118,5 +119,35 @@ func TestDaemonServesTime(t *testing.T) {
 	}
 	if st := d.ServerStats(); st.Enabled {
 		t.Errorf("server still on: %+v", st)
+	}
+}
+
+type addrSource struct {
+	truthSource
+	addr netip.AddrPort
+}
+
+func (s addrSource) RemoteAddr() netip.AddrPort { return s.addr }
+
+// The reference ID served is the selected source's IP address: as the
+// source resolved it, or as its name says.
+func TestRefID(t *testing.T) {
+	d := &Daemon{running: map[string]*reporter{
+		"time.example.com:123": {src: addrSource{addr: netip.MustParseAddrPort("192.0.2.9:123")}},
+		"unresolved:123":       {src: addrSource{}},
+	}}
+	for _, tt := range []struct {
+		name string
+		want uint32
+	}{
+		{"time.example.com:123", 0xc0000209},
+		{"198.51.100.1:123", 0xc6336401},
+		{"[2001:db8::1]:123", ntpserver.RefIDOf(netip.MustParseAddr("2001:db8::1"))},
+		{"unresolved:123", 0},
+		{"", 0},
+	} {
+		if got := d.refIDLocked(tt.name); got != tt.want {
+			t.Errorf("refIDLocked(%q) = %#x, want %#x", tt.name, got, tt.want)
+		}
 	}
 }

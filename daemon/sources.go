@@ -349,6 +349,7 @@ func newNTPPool(pc config.NTPPool, tb sources.Timebase, log *zap.Logger) poolRun
 		Port:       pc.Port,
 		MaxSources: pc.MaxSources,
 		IBurst:     pc.IBurst,
+		XLeave:     pc.XLeave,
 		MinPoll:    pc.MinPoll,
 		MaxPoll:    pc.MaxPoll,
 	}, tb, log)

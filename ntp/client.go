@@ -75,6 +75,7 @@ type Client struct {
 
 	unreachable atomic.Bool
 	demobilized atomic.Bool
+	remote      atomic.Pointer[netip.AddrPort] // the server's address once resolved
 
 	// Dropped counts received packets that were dropped, by reason.
 	mu         sync.Mutex
@@ -142,6 +143,15 @@ func (c *Client) Name() string { return c.name }
 // and the poll limits.
 func (c *Client) Options() sources.SourceOptions {
 	return sources.SourceOptions{Kind: "ntp", Address: c.name, MinPoll: c.cfg.MinPoll, MaxPoll: c.cfg.MaxPoll}
+}
+
+// RemoteAddr is the server's address and port as last resolved (the zero
+// AddrPort before the first resolution).
+func (c *Client) RemoteAddr() netip.AddrPort {
+	if ap := c.remote.Load(); ap != nil {
+		return *ap
+	}
+	return netip.AddrPort{}
 }
 
 // Unreachable reports whether the last UnreachableAfter requests got no
@@ -379,6 +389,7 @@ func (s *session) resolve(ctx context.Context) error {
 		c.log.Info("server address changed", zap.Stringer("old", s.server), zap.Stringer("new", server))
 	}
 	s.server, s.conn = server, conn
+	c.remote.Store(&server)
 	s.rx = make(chan received, 16)
 	s.done = make(chan struct{})
 	go s.read(conn, s.rx, s.done)

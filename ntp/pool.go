@@ -25,8 +25,8 @@ type PoolConfig struct {
 	Port int
 	// MaxSources is how many clients the pool keeps; 0 means 4.
 	MaxSources int
-	// IBurst, MinPoll and MaxPoll are given to every client.
-	IBurst           bool
+	// IBurst, XLeave, MinPoll and MaxPoll are given to every client.
+	IBurst, XLeave   bool
 	MinPoll, MaxPoll int
 	// Resolver resolves Address; nil means net.DefaultResolver.
 	Resolver Resolver
@@ -149,7 +149,7 @@ func (p *Pool) fill(ctx context.Context, reg sources.Registry, active map[netip.
 			continue
 		}
 		c, err := NewClient(ClientConfig{
-			Address: a.String(), Port: p.cfg.Port, IBurst: p.cfg.IBurst,
+			Address: a.String(), Port: p.cfg.Port, IBurst: p.cfg.IBurst, XLeave: p.cfg.XLeave,
 			MinPoll: p.cfg.MinPoll, MaxPoll: p.cfg.MaxPoll,
 		}, p.tb, p.log)
 		if err != nil {
