@@ -31,6 +31,10 @@ type BatchConn struct {
 	tsOpt  int
 	txHook func(uint32, time.Time)
 	nextID uint32 // OPT_ID of the next stamped send
+	// unstamped counts stamped sends whose timestamp has not been read:
+	// the error queue is read only while it is above 0.
+	unstamped int
+	wildcard  bool // bound to the unspecified address
 
 	rhdr  []mmsghdr
 	riov  []unix.Iovec
@@ -48,7 +52,12 @@ type BatchConn struct {
 	edata []byte
 
 	// The system-call closures are made once, so that a batch allocates
-	// nothing; they work on these fields.
+	// nothing; they work on these fields. The calls never block (the
+	// socket is non-blocking and MSG_DONTWAIT is set; Go's poller does the
+	// waiting), so they are made as raw system calls: the runtime's
+	// bookkeeping around a system call that may block (handing the
+	// processor to another thread when it takes long) costs more than a
+	// batch of datagrams.
 	readFn, writeFn func(fd uintptr) bool
 	drainFn         func(fd uintptr)
 	n, got          int
@@ -123,11 +132,19 @@ func (c *BatchConn) setup(fd int, laddr netip.AddrPort, opts BatchOptions) error
 		if err := set(unix.IPPROTO_IPV6, unix.IPV6_V6ONLY, 1, "IPV6_V6ONLY"); err != nil {
 			return err
 		}
-		if err := set(unix.IPPROTO_IPV6, unix.IPV6_RECVPKTINFO, 1, "IPV6_RECVPKTINFO"); err != nil {
+	}
+	// The destination address of each datagram is needed only on a
+	// wildcard socket, to answer from the address asked; elsewhere it is
+	// the bound one, and asking would cost a control message per datagram.
+	c.wildcard = laddr.Addr().IsUnspecified()
+	if c.wildcard {
+		if c.fam == 6 {
+			if err := set(unix.IPPROTO_IPV6, unix.IPV6_RECVPKTINFO, 1, "IPV6_RECVPKTINFO"); err != nil {
+				return err
+			}
+		} else if err := set(unix.IPPROTO_IP, unix.IP_PKTINFO, 1, "IP_PKTINFO"); err != nil {
 			return err
 		}
-	} else if err := set(unix.IPPROTO_IP, unix.IP_PKTINFO, 1, "IP_PKTINFO"); err != nil {
-		return err
 	}
 	// A bigger receive buffer rides out bursts; the kernel caps it at
 	// net.core.rmem_max, which is fine.
@@ -173,7 +190,7 @@ func (c *BatchConn) alloc(batch int) {
 	}
 	c.readFn = func(fd uintptr) bool {
 		c.drainTxStamps(fd)
-		r, _, e := unix.Syscall6(unix.SYS_RECVMMSG, fd, uintptr(unsafe.Pointer(&c.rhdr[0])), uintptr(c.n), 0, 0, 0)
+		r, _, e := unix.RawSyscall6(unix.SYS_RECVMMSG, fd, uintptr(unsafe.Pointer(&c.rhdr[0])), uintptr(c.n), unix.MSG_DONTWAIT, 0, 0)
 		if e == unix.EAGAIN || e == unix.EINTR {
 			return false
 		}
@@ -181,7 +198,7 @@ func (c *BatchConn) alloc(batch int) {
 		return true
 	}
 	c.writeFn = func(fd uintptr) bool {
-		r, _, e := unix.Syscall6(unix.SYS_SENDMMSG, fd, uintptr(unsafe.Pointer(&c.whdr[0])), uintptr(c.n), 0, 0, 0)
+		r, _, e := unix.RawSyscall6(unix.SYS_SENDMMSG, fd, uintptr(unsafe.Pointer(&c.whdr[0])), uintptr(c.n), unix.MSG_DONTWAIT, 0, 0)
 		if e == unix.EAGAIN || e == unix.EINTR {
 			return false
 		}
@@ -246,6 +263,9 @@ func (c *BatchConn) ReadBatch(msgs []Message) (int, error) {
 		}
 		m.Addr = rawAddrPort(&c.rname[i], c.fam)
 		m.Local, m.IfIndex, m.RxTime = netip.Addr{}, 0, time.Time{}
+		if !c.wildcard {
+			m.Local = c.local.Addr()
+		}
 		c.parseReadOOB(m, c.roob[i*readOOB:i*readOOB+int(h.hdr.Controllen)])
 	}
 	return got, nil
@@ -331,6 +351,7 @@ func (c *BatchConn) WriteBatch(msgs []Message) (sent, failed int, err error) {
 			if msgs[i].StampTx {
 				msgs[i].TxID = c.nextID
 				c.nextID++
+				c.unstamped++
 			}
 		}
 		sent += r
@@ -373,7 +394,7 @@ func (c *BatchConn) fillWrite(i int, m *Message) {
 	h.SetIovlen(1)
 	oob := c.woob[i*writeOOB : (i+1)*writeOOB]
 	used := 0
-	if m.Local.IsValid() && !m.Local.IsUnspecified() {
+	if c.wildcard && m.Local.IsValid() && !m.Local.IsUnspecified() {
 		if c.fam == 4 {
 			used += putCmsg(oob[used:], unix.IPPROTO_IP, unix.IP_PKTINFO, unix.SizeofInet4Pktinfo, func(d []byte) {
 				pi := (*unix.Inet4Pktinfo)(unsafe.Pointer(&d[0]))
@@ -413,7 +434,7 @@ func putCmsg(b []byte, level, typ int32, datalen int, fill func([]byte)) int {
 // drainTxStamps reads the error queue without blocking and hands every
 // transmit timestamp to the callback.
 func (c *BatchConn) drainTxStamps(fd uintptr) {
-	if c.txHook == nil {
+	if c.txHook == nil || c.unstamped <= 0 {
 		return
 	}
 	for {
@@ -422,7 +443,7 @@ func (c *BatchConn) drainTxStamps(fd uintptr) {
 			h.SetControllen(errOOB)
 			h.Flags = 0
 		}
-		r, _, e := unix.Syscall6(unix.SYS_RECVMMSG, fd, uintptr(unsafe.Pointer(&c.ehdr[0])), errBatch,
+		r, _, e := unix.RawSyscall6(unix.SYS_RECVMMSG, fd, uintptr(unsafe.Pointer(&c.ehdr[0])), errBatch,
 			unix.MSG_ERRQUEUE|unix.MSG_DONTWAIT, 0, 0)
 		if e != 0 || r == 0 {
 			return
@@ -442,6 +463,7 @@ func (c *BatchConn) drainTxStamps(fd uintptr) {
 				}
 			})
 			if haveTS && haveID {
+				c.unstamped--
 				c.txHook(id, t)
 			}
 		}
