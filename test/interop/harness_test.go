@@ -69,10 +69,14 @@ type timedConfig struct {
 	MinPoll    int
 	MaxPoll    int
 	LogLevel   string
+	// XLeave asks the server for interleaved mode.
+	XLeave bool
 	// NoSources leaves the ntp section empty; Extra is appended to the
 	// file as it is (a server section, for example).
 	NoSources bool
 	Extra     string
+	// Name tells several timeds of one test apart ("timed-NAME").
+	Name string
 }
 
 // yaml renders a complete timed.yaml: virtual clock, no drift file, one
@@ -87,9 +91,10 @@ func (c timedConfig) yaml(dir string) string {
     - address: 127.0.0.1
       port: %d
       iburst: true
+      xleave: %t
       minpoll: %d
       maxpoll: %d
-`, c.Port, c.MinPoll, c.MaxPoll)
+`, c.Port, c.XLeave, c.MinPoll, c.MaxPoll)
 	if c.NoSources {
 		ntp = "ntp: {servers: []}\n"
 	}
@@ -124,7 +129,11 @@ func startTimed(t *testing.T, cfg timedConfig, netns string) *timedProc {
 	if err := os.WriteFile(path, []byte(cfg.yaml(dir)), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	p := peers.Start(t, peers.ProcOptions{Name: "timed", Dir: dir, Netns: netns}, timed, "-c", path)
+	name := "timed"
+	if cfg.Name != "" {
+		name += "-" + cfg.Name
+	}
+	p := peers.Start(t, peers.ProcOptions{Name: name, Dir: dir, Netns: netns}, timed, "-c", path)
 	tp := &timedProc{Proc: p, timectl: timectl, socket: filepath.Join(dir, "timed.sock")}
 	deadline := time.Now().Add(10 * time.Second)
 	for {

@@ -3,11 +3,8 @@
 package interop
 
 import (
-	"context"
 	"fmt"
 	"math"
-	"os"
-	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
@@ -45,7 +42,9 @@ func TestXleave(t *testing.T) {
 
 	runs := []*xleaveRun{{name: "basic"}, {name: "xleave", xleave: true}}
 	for _, r := range runs {
-		r.tp = startTimedXleave(t, cfg, r.name, r.xleave)
+		c := cfg
+		c.Name, c.XLeave = r.name, r.xleave
+		r.tp = startTimed(t, c, "")
 		r.smp = r.tp.sample(time.Second)
 	}
 	start := time.Now()
@@ -187,37 +186,4 @@ func parseMeasLine(l map[string]any) (measLine, error) {
 		return m, fmt.Errorf("measurement log line without offset, delay or interleaved: %v", l)
 	}
 	return measLine{at: at, offset: offset, delay: delay, interleaved: inter}, nil
-}
-
-// startTimedXleave starts timed as startTimed does, with `xleave: true` on
-// its server entry when xleave is set, and its own name for its log.
-func startTimedXleave(t *testing.T, cfg timedConfig, name string, xleave bool) *timedProc {
-	t.Helper()
-	timed, timectl := binaries(t)
-	dir := t.TempDir()
-	text := cfg.yaml(dir)
-	if xleave {
-		const entry = "      iburst: true\n"
-		if !strings.Contains(text, entry) {
-			t.Fatalf("no %q in the configuration to add xleave to:\n%s", entry, text)
-		}
-		text = strings.Replace(text, entry, entry+"      xleave: true\n", 1)
-	}
-	path := filepath.Join(dir, "timed.yaml")
-	if err := os.WriteFile(path, []byte(text), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	p := peers.Start(t, peers.ProcOptions{Name: "timed-" + name, Dir: dir}, timed, "-c", path)
-	tp := &timedProc{Proc: p, timectl: timectl, socket: filepath.Join(dir, "timed.sock")}
-	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(50 * time.Millisecond) {
-		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
-		_, err := tp.status(ctx)
-		cancel()
-		switch {
-		case err == nil:
-			return tp
-		case p.Exited() || time.Now().After(deadline):
-			t.Fatalf("timed (%s) does not answer on its control socket: %v\n%s", name, err, p.Tail(30))
-		}
-	}
 }
