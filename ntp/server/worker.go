@@ -104,8 +104,12 @@ func (w *worker) serve(in []netstamp.Message) {
 		from := m.Addr.Addr().Unmap()
 		if !set.permitted(from) {
 			w.c.drop(DropDenied)
+			// Kisses to denied clients obey the rate limit too, so that
+			// the server does not reflect a flood of forged requests.
 			if set.DenyKiss {
-				w.kiss(m, req, codeDENY)
+				if v, _, _ := set.clients.Request(from, mono, 0, 0); v != clientlog.Drop {
+					w.kiss(m, req, codeDENY)
+				}
 			}
 			continue
 		}

@@ -354,23 +354,29 @@ func TestServeFlood(t *testing.T) {
 	denied := st.Dropped["denied"]
 	limited := st.Dropped["rate limited"]
 	// Nothing is lost but the requests timed chose not to answer.
-	silent := limited - st.KissRate
+	silent := limited - st.KissRate + denied - st.KissDeny
 	if lost := res.Sent - res.Answered - res.Kissed; lost != silent || res.Unmatched+res.Malformed+res.Duplicates != 0 {
 		t.Errorf("%d requests got no answer, timed left %d unanswered on purpose; unmatched %d, malformed %d, duplicates %d",
 			lost, silent, res.Unmatched, res.Malformed, res.Duplicates)
 	}
-	allowedSources := uint64(sources - 63)
+	const deniedSources uint64 = 63
+	allowedSources := uint64(sources) - deniedSources
 	// Each allowed source sends about perSource requests within a
 	// fraction of a second: its burst of 4 is served, 1 in 4 of the rest
 	// gets a RATE kiss.
-	if st.Answered < allowedSources*4 || st.Answered > allowedSources*6 {
+	if st.Answered+2 < allowedSources*4 || st.Answered > allowedSources*6 {
 		t.Errorf("answered %d, want about %d (burst 4 for each of %d allowed sources)", st.Answered, allowedSources*4, allowedSources)
 	}
 	if limited == 0 || float64(st.KissRate) < 0.2*float64(limited) || float64(st.KissRate) > 0.3*float64(limited) {
 		t.Errorf("rate limited %d, RATE kisses %d: want about one in four", limited, st.KissRate)
 	}
-	if denied == 0 || st.KissDeny != denied {
-		t.Errorf("denied %d, DENY kisses %d: want every denied request kissed", denied, st.KissDeny)
+	// DENY kisses obey the rate limit: each denied source gets its burst
+	// of 4, then one in four of the rest.
+	// (The load tool may skip a request or two when it falls behind its
+	// pace.)
+	want := deniedSources * (4 + (perSource-4+3)/4)
+	if denied+2 < deniedSources*perSource || st.KissDeny+2 < want || st.KissDeny > want {
+		t.Errorf("denied %d, DENY kisses %d: want about %d denied and %d kissed", denied, st.KissDeny, deniedSources*perSource, want)
 	}
 }
 
