@@ -158,7 +158,7 @@ func (d *Daemon) ServerStats() control.ServerStatsReply {
 		return control.ServerStatsReply{}
 	}
 	st := n.srv.Stats()
-	w := n.srv.Wire()
+	w := n.srv.Served()
 	out := control.ServerStatsReply{
 		Enabled: true, Workers: st.Workers, Uptime: time.Since(n.started).Seconds(),
 		Received: st.Received, Answered: st.Answered, Interleaved: st.Interleaved,

@@ -105,8 +105,8 @@ type Served struct {
 	RefID   uint32
 }
 
-// Wire returns what the server sends now.
-func (s *Server) Wire() Served {
+// Served returns what the server sends now.
+func (s *Server) Served() Served {
 	w := s.wire.Load()
 	return Served{Leap: w.leap, Stratum: w.stratum, RefID: w.refID}
 }
