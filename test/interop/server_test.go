@@ -419,3 +419,48 @@ func TestServeTimedXleave(t *testing.T) {
 		t.Errorf("server: %+v", st)
 	}
 }
+
+// TestServeMillionClients: a million distinct client addresses, one request
+// each, leave timed's memory bounded by its client table.
+func TestServeMillionClients(t *testing.T) {
+	t.Parallel()
+	testenv.RequireRoot(t)
+	binaries(t)
+	port := peers.FreeUDPPort(t, netip.MustParseAddr("127.0.0.1"))
+	server := netip.AddrPortFrom(netip.MustParseAddr("127.0.0.1"), uint16(port))
+	tp := startTimed(t, timedConfig{SimOffset: "0s", NoSources: true,
+		Extra: serverSection(server.String(), "local: {stratum: 5}", "client_table_size: 4096")}, "")
+	rss := func() int64 {
+		b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", tp.Pid()))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return statusKiB(string(b), "VmRSS")
+	}
+	// A first, small run touches the sockets' buffers and the table.
+	warm := ntpload.Options{Server: server, Sources: 8192, Rate: 100000, Duration: 200 * time.Millisecond, Burst: 1}
+	if _, err := ntpload.Run(context.Background(), warm); err != nil {
+		t.Fatal(err)
+	}
+	before := rss()
+	const clients = 1_000_000
+	res, err := ntpload.Run(context.Background(), ntpload.Options{
+		Server: server, Sources: clients, FirstSource: netip.MustParseAddr("127.2.0.1"),
+		Rate: 150000, Duration: clients * time.Second / 150000, Burst: 1, NoGSO: true, Wait: time.Second,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	after := rss()
+	st := tp.serverStats(t)
+	t.Logf("%d requests from %d addresses, %d answered; RSS %d KiB before, %d KiB after", res.Sent, clients, res.Answered, before, after)
+	if res.Sent < clients*8/10 || res.Answered < res.Sent*9/10 {
+		t.Errorf("%d requests sent (one per address), %d answered: the load tool or timed fell behind", res.Sent, res.Answered)
+	}
+	if after-before > 4096 {
+		t.Errorf("RSS grew by %d KiB over a million clients; the table of 4096 holds them in well under 1 MiB", after-before)
+	}
+	if st.Received < res.Sent {
+		t.Errorf("timed received %d of %d", st.Received, res.Sent)
+	}
+}
