@@ -257,6 +257,10 @@ type exchange struct {
 	mono, tb time.Time
 }
 
+// xleaveGiveUp is how many interleaved requests in a row answered in basic
+// mode show that a server does not interleave.
+const xleaveGiveUp = 4
+
 // Server support of interleaved mode, as its responses showed it.
 const (
 	xleaveUnknown = iota
@@ -749,9 +753,11 @@ func (s *session) basic(req *request, ex *exchange, pkt *Packet) {
 	}
 	if req.ref != nil {
 		// A server may answer the first interleaved request of a client,
-		// or one after losing its state, in basic mode (chronyd does):
-		// only two in a row show that it does not interleave.
-		if s.xleaveMiss++; s.xleaveMiss >= 2 {
+		// or one after losing its state, in basic mode (chronyd and timed
+		// do), and a request after a step of our clock is basic, so the
+		// server's next answer is too: only xleaveGiveUp in a row show
+		// that it does not interleave.
+		if s.xleaveMiss++; s.xleaveMiss >= xleaveGiveUp {
 			s.setXleave(xleaveNo, "the server answers interleaved requests in basic mode")
 		}
 	}
