@@ -6,9 +6,10 @@ import (
 	"io"
 	"math"
 	"os"
-	"path/filepath"
 	"strconv"
 	"strings"
+
+	"github.com/timed-project/timed/internal/atomicfile"
 )
 
 // maxDriftPPM bounds believable drift-file values: no oscillator timed can
@@ -87,7 +88,7 @@ func checkDriftValue(what string, v float64) error {
 // WriteDrift writes a drift file atomically: to a temporary file in the
 // same directory, synced, then renamed over path, then the directory
 // synced. A crash leaves either the old file or the new one.
-func WriteDrift(path string, ppm, uncertaintyPPM float64) (err error) {
+func WriteDrift(path string, ppm, uncertaintyPPM float64) error {
 	if err := checkDriftValue("frequency", ppm); err != nil {
 		return fmt.Errorf("clock: drift file %s: %w", path, err)
 	}
@@ -97,41 +98,9 @@ func WriteDrift(path string, ppm, uncertaintyPPM float64) (err error) {
 		}
 		return fmt.Errorf("clock: drift file %s: %w", path, err)
 	}
-	dir, base := filepath.Split(path)
-	if dir == "" {
-		dir = "."
-	}
-	tmp, err := os.CreateTemp(dir, "."+base+".tmp*")
-	if err != nil {
-		return fmt.Errorf("clock: drift file: %w", err)
-	}
-	defer func() {
-		if err != nil {
-			tmp.Close()
-			os.Remove(tmp.Name())
-		}
-	}()
 	line := strconv.FormatFloat(ppm, 'f', 6, 64) + " " + strconv.FormatFloat(uncertaintyPPM, 'f', 6, 64) + "\n"
-	if _, err = tmp.WriteString(line); err != nil {
-		return fmt.Errorf("clock: drift file %s: %w", path, err)
-	}
-	if err = tmp.Chmod(0o644); err != nil {
-		return fmt.Errorf("clock: drift file %s: %w", path, err)
-	}
-	if err = tmp.Sync(); err != nil {
-		return fmt.Errorf("clock: drift file %s: %w", path, err)
-	}
-	if err = tmp.Close(); err != nil {
-		return fmt.Errorf("clock: drift file %s: %w", path, err)
-	}
-	if err = os.Rename(tmp.Name(), path); err != nil {
+	if err := atomicfile.Write(path, []byte(line), 0o644); err != nil {
 		return fmt.Errorf("clock: drift file: %w", err)
-	}
-	if d, derr := os.Open(dir); derr == nil {
-		// Not every OS or file system can sync a directory; the rename is
-		// done either way.
-		_ = d.Sync()
-		d.Close()
 	}
 	return nil
 }

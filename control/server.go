@@ -17,6 +17,8 @@ import (
 	"time"
 
 	"go.uber.org/zap"
+
+	"github.com/timed-project/timed/internal/accept"
 )
 
 // Backend is what the server asks the daemon.
@@ -155,27 +157,15 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 	}()
 
 	sem := make(chan struct{}, s.maxConns)
-	var backoff time.Duration
+	var backoff accept.Backoff
 	for {
-		conn, err := ln.Accept()
+		conn, err := backoff.Next(ctx, ln, s.log, "control")
 		if err != nil {
-			if ctx.Err() != nil {
-				return nil
-			}
-			var ne net.Error
-			if errors.As(err, &ne) && ne.Timeout() || isTemporary(err) {
-				// Out of file descriptors and the like: wait, then go on.
-				backoff = min(max(2*backoff, 5*time.Millisecond), time.Second)
-				s.log.Warn("control: accept failed; retrying", zap.Error(err), zap.Duration("in", backoff))
-				select {
-				case <-time.After(backoff):
-				case <-ctx.Done():
-				}
-				continue
-			}
 			return fmt.Errorf("control: accept: %w", err)
 		}
-		backoff = 0
+		if conn == nil {
+			return nil
+		}
 		select {
 		case sem <- struct{}{}:
 		default:
@@ -208,11 +198,6 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 
 // isTemporary reports accept errors worth retrying (EMFILE, ENFILE,
 // ECONNABORTED and the like report themselves as temporary).
-func isTemporary(err error) bool {
-	var t interface{ Temporary() bool }
-	return errors.As(err, &t) && t.Temporary()
-}
-
 var errTooLong = errors.New("request too long")
 
 // serveConn answers requests on one connection until it is closed, idle
