@@ -4,8 +4,6 @@ import (
 	"bytes"
 	"context"
 	"crypto/rand"
-	"encoding/binary"
-	"errors"
 	"net"
 	"net/netip"
 	"os"
@@ -17,6 +15,7 @@ import (
 	"time"
 
 	"github.com/timed-project/timed/internal/peers"
+	"github.com/timed-project/timed/nts"
 	"github.com/timed-project/timed/internal/testenv"
 )
 
@@ -121,7 +120,17 @@ func TestChronyServer(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer ntp.Close()
-	req, uid := ntsRequest(res.Cookies[0], res.C2S)
+	sess, err := nts.NewClientSession(res.AEAD, res.C2S, res.S2C)
+	if err != nil {
+		t.Fatal(err)
+	}
+	header := make([]byte, 48)
+	header[0] = 4<<3 | 3 // NTPv4, client
+	_, _ = rand.Read(header[40:48])
+	req, uid, err := sess.AppendRequest(header, res.Cookies[0], 1)
+	if err != nil {
+		t.Fatal(err)
+	}
 	if _, err := ntp.Write(req); err != nil {
 		t.Fatal(err)
 	}
@@ -131,18 +140,19 @@ func TestChronyServer(t *testing.T) {
 	if err != nil {
 		t.Fatalf("no answer from chronyd to an NTS request: %v\n%s", err, p.Tail(20))
 	}
-	plain, enc, err := openNTS(buf[:n], res.S2C)
+	fresh, err := sess.VerifyResponse(buf[:n], uid)
 	if err != nil {
-		t.Fatalf("chronyd's NTS response does not open with S2C: %v", err)
+		t.Fatalf("chronyd's NTS response does not verify with S2C: %v", err)
 	}
-	if !bytes.Equal(plain[efUniqueID], uid) || !bytes.Equal(buf[24:32], req[40:48]) || buf[0]&7 != 4 {
+	if !bytes.Equal(buf[24:32], req[40:48]) || buf[0]&7 != 4 {
 		t.Errorf("chronyd's response does not answer the request: %x", buf[:n])
 	}
-	if _, _, err := openNTS(buf[:n], res.C2S); err == nil {
-		t.Error("chronyd's NTS response opens with C2S too")
+	if len(fresh) != 2 {
+		t.Errorf("chronyd's response carries %d new cookies, want 2 (one for the cookie, one for the placeholder)", len(fresh))
 	}
-	if len(enc[efCookie]) == 0 {
-		t.Errorf("chronyd's response carries no new cookie: %v", enc)
+	swapped, _ := nts.NewClientSession(res.AEAD, res.S2C, res.C2S)
+	if _, err := swapped.VerifyResponse(buf[:n], uid); err == nil {
+		t.Error("chronyd's NTS response verifies with C2S too")
 	}
 	t.Logf("chronyd answered an NTS request made with the exported keys: %d bytes, stratum %d", n, buf[1])
 
@@ -182,8 +192,14 @@ func TestChronyClient(t *testing.T) {
 	}
 	defer udp.Close()
 	ntpPort := udp.LocalAddr().(*net.UDPAddr).Port
-	cookies := &fakeCookies{}
-	srv, addr := startServer(t, ServerConfig{Certificate: &leaf.tls, Cookies: cookies, NTPPort: uint16(ntpPort)})
+	ring, err := nts.NewKeyRing(time.Hour, 2)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := ring.Rotate(time.Now()); err != nil {
+		t.Fatal(err)
+	}
+	srv, addr := startServer(t, ServerConfig{Certificate: &leaf.tls, Cookies: ring, NTPPort: uint16(ntpPort)})
 	_, ntsPort, _ := net.SplitHostPort(addr)
 
 	cmd := peers.Command(t, chronyd, "-Q", "-t", "10", "-u", "root",
@@ -219,29 +235,10 @@ func TestChronyClient(t *testing.T) {
 	if st.Handshakes != 1 || st.Exchanges != 1 || st.TLSErrors+st.BadRequests+st.Unsupported+st.InternalErrors != 0 {
 		t.Errorf("server stats %+v, want 1 handshake, 1 exchange, no error", st)
 	}
-	cookies.mu.Lock()
-	if len(cookies.c2s) != 1 || len(cookies.c2s[0]) != 32 || len(cookies.s2c[0]) != 32 {
-		t.Errorf("cookie maker saw keys %x / %x, want one pair of 32 bytes", cookies.c2s, cookies.s2c)
-	}
-	cookies.mu.Unlock()
-
-	fields, err := extensionFields(buf[:n])
-	if err != nil {
-		t.Fatal(err)
-	}
-	cookie, ok := fields[efCookie]
-	if !ok {
-		t.Fatalf("chronyd's request has no NTS Cookie extension field: fields %v", fields)
-	}
-	if len(cookie) != 100 || cookie[0] < 1 || cookie[0] > CookiesPerResponse || !bytes.Equal(cookie, bytes.Repeat(cookie[:1], 100)) {
-		t.Errorf("chronyd sent cookie %x, not one the server made", cookie)
-	}
-	// chronyd sealed its request with the C2S key the server exported.
-	cookies.mu.Lock()
-	c2s := cookies.c2s[0]
-	cookies.mu.Unlock()
-	if _, _, err := openNTS(buf[:n], c2s); err != nil {
-		t.Errorf("chronyd's NTS request does not open with the exported C2S key: %v", err)
+	// chronyd's request carries one of the server's cookies and is sealed
+	// with the C2S key the server exported into it.
+	if _, err := nts.ReadRequest(buf[:n], ring); err != nil {
+		t.Errorf("chronyd's NTS request does not verify with the server's cookie: %v", err)
 	}
 	// chronyd logs the port negotiated in NTS-KE when it takes it up.
 	waitFor(t, func() bool { return strings.Contains(output(), "changed port to "+strconv.Itoa(ntpPort)) },
@@ -250,89 +247,3 @@ func TestChronyClient(t *testing.T) {
 		t.Errorf("chronyd reported an NTS-KE problem:\n%s", output())
 	}
 }
-
-// NTS extension field types (RFC 8915 section 5.7).
-const (
-	efUniqueID      = 0x0104
-	efCookie        = 0x0204
-	efAuthenticator = 0x0404
-)
-
-// ef encodes an NTP extension field, its body padded to 4 bytes.
-func ef(typ uint16, body []byte) []byte {
-	padded := (len(body) + 3) &^ 3
-	b := binary.BigEndian.AppendUint16(nil, typ)
-	b = binary.BigEndian.AppendUint16(b, uint16(4+padded))
-	return append(append(b, body...), make([]byte, padded-len(body))...)
-}
-
-// ntsRequest is an NTS-protected NTPv4 client request with a new unique
-// identifier and the cookie, sealed with the C2S key.
-func ntsRequest(cookie, c2s []byte) (pkt, uid []byte) {
-	pkt = make([]byte, 48)
-	pkt[0] = 4<<3 | 3 // NTPv4, client
-	_, _ = rand.Read(pkt[40:48])
-	uid = make([]byte, 32)
-	_, _ = rand.Read(uid)
-	pkt = append(pkt, ef(efUniqueID, uid)...)
-	pkt = append(pkt, ef(efCookie, cookie)...)
-	nonce := make([]byte, 16)
-	_, _ = rand.Read(nonce)
-	sealed := sivSeal(c2s, nonce, pkt, nil)
-	auth := binary.BigEndian.AppendUint16(nil, uint16(len(nonce)))
-	auth = binary.BigEndian.AppendUint16(auth, uint16(len(sealed)))
-	auth = append(append(auth, nonce...), sealed...)
-	return append(pkt, ef(efAuthenticator, auth)...), uid
-}
-
-// openNTS checks the authenticator of an NTS-protected packet with key and
-// returns the plain extension fields and the decrypted ones.
-func openNTS(pkt, key []byte) (plain, encrypted map[uint16][]byte, err error) {
-	plain, err = extensionFields(pkt)
-	if err != nil {
-		return nil, nil, err
-	}
-	auth, ok := plain[efAuthenticator]
-	if !ok || len(auth) < 4 {
-		return nil, nil, errors.New("no NTS authenticator")
-	}
-	// The associated data is everything before the authenticator, which
-	// NTS puts last.
-	ad := pkt[:len(pkt)-4-len(auth)]
-	nl, cl := int(binary.BigEndian.Uint16(auth)), int(binary.BigEndian.Uint16(auth[2:]))
-	nonceEnd := 4 + (nl+3)&^3
-	if nonceEnd+cl > len(auth) {
-		return nil, nil, errors.New("authenticator lengths overrun it")
-	}
-	p, err := sivOpen(key, auth[4:4+nl], ad, auth[nonceEnd:nonceEnd+cl])
-	if err != nil {
-		return nil, nil, err
-	}
-	encrypted, err = extensionFields(append(make([]byte, 48), p...))
-	return plain, encrypted, err
-}
-
-// extensionFields splits the NTPv4 extension fields after the 48-byte
-// header by type (the first of each type).
-func extensionFields(pkt []byte) (map[uint16][]byte, error) {
-	fields := map[uint16][]byte{}
-	if len(pkt) < 48 {
-		return nil, errShort
-	}
-	for b := pkt[48:]; len(b) > 0; {
-		if len(b) < 4 {
-			return nil, errShort
-		}
-		typ, l := binary.BigEndian.Uint16(b), int(binary.BigEndian.Uint16(b[2:]))
-		if l < 4 || l > len(b) {
-			return nil, errShort
-		}
-		if _, dup := fields[typ]; !dup {
-			fields[typ] = b[4:l]
-		}
-		b = b[l:]
-	}
-	return fields, nil
-}
-
-var errShort = errors.New("malformed NTP extension field")
