@@ -15,8 +15,8 @@ import (
 	"time"
 
 	"github.com/timed-project/timed/internal/peers"
-	"github.com/timed-project/timed/nts"
 	"github.com/timed-project/timed/internal/testenv"
+	"github.com/timed-project/timed/nts"
 )
 
 // freeTCPPort returns a TCP port on 127.0.0.1 that was free a moment ago.
