@@ -444,6 +444,8 @@ func (e *Engine) selectSources(u float64) (survivors []string, ready bool) {
 		switch {
 		case s.opts.NoSelect:
 			s.state, s.reason = StateNoSelect, "configured noselect: measured, never used"
+		case e.cfg.RequireAuthenticated && !s.last.Authenticated:
+			s.state, s.reason = StateUnauthenticated, "not authenticated, and require_authenticated is set: measured, never used"
 		case s.last.Leap == LeapUnknown:
 			s.state, s.reason = StateTooFar, "the source says it is not synchronized"
 		case s.lambda > maxDistance:

@@ -23,6 +23,7 @@ type rig struct {
 	freq   float64 // correction set by the engine (ratio)
 	steps  int
 	errors map[string]float64 // source name → its time minus true time
+	authed map[string]bool    // sources whose measurements are authenticated
 	delay  float64
 	// jitter > 0 adds queueing delay up to jitter on one side of the path.
 	jitter float64
@@ -86,6 +87,8 @@ func (r *rig) measure(name string) {
 		Delay:   time.Duration((r.delay + excess) * 1e9),
 		Stratum: 1,
 		Leap:    leap,
+
+		Authenticated: r.authed[name],
 	}
 	r.e.Measured(name, m)
 }
@@ -254,6 +257,32 @@ func TestSelection(t *testing.T) {
 				t.Errorf("clock off by %.6fs after sync", r.off)
 			}
 		})
+	}
+}
+
+// With require_authenticated, only authenticated sources steer; without it,
+// both do.
+func TestRequireAuthenticated(t *testing.T) {
+	for _, require := range []bool{false, true} {
+		cfg := DefaultConfig()
+		cfg.RequireAuthenticated = require
+		r := newRig(t, cfg, map[string]float64{"nts": 0, "plain": 0}, nil)
+		r.authed = map[string]bool{"nts": true}
+		r.run(40, 2, nil)
+		st := r.e.Status(r.local())
+		got := r.states()
+		if got["nts"] != StateSelected && got["nts"] != StateCombined {
+			t.Errorf("require %v: the authenticated source is %s", require, got["nts"])
+		}
+		if want := StateUnauthenticated; require && got["plain"] != want {
+			t.Errorf("require %v: the plain source is %s, want %s", require, got["plain"], want)
+		}
+		if !require && got["plain"] == StateUnauthenticated {
+			t.Errorf("require %v: the plain source is %s", require, got["plain"])
+		}
+		if !st.Synchronized {
+			t.Errorf("require %v: not synchronized: %s", require, st.Message)
+		}
 	}
 }
 

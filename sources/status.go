@@ -30,6 +30,10 @@ type Config struct {
 	// Observe: the clock cannot be steered (the `none` clock); the engine
 	// tracks and reports but assumes its corrections have no effect.
 	Observe bool
+	// RequireAuthenticated keeps sources whose last measurement was not
+	// authenticated (NTS) from steering the clock; they are still measured
+	// and shown.
+	RequireAuthenticated bool
 }
 
 // DefaultConfig returns the engine's defaults.
@@ -78,7 +82,10 @@ const (
 	StateUnreachable SourceState = "unreachable" // no answer to recent polls
 	StateInitial     SourceState = "initial"     // still collecting its first samples
 	StateNoSelect    SourceState = "noselect"    // configured never to be selected
-	StateFault       SourceState = "fault"       // the source reported a fault (kiss code, error)
+	// StateUnauthenticated: not authenticated while require_authenticated
+	// is set.
+	StateUnauthenticated SourceState = "unauthenticated"
+	StateFault           SourceState = "fault" // the source reported a fault (kiss code, error)
 )
 
 // SourceStatus is one source as `timectl sources` shows it.

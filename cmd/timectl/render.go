@@ -179,6 +179,7 @@ var stateInfo = []struct {
 	{sources.StateUnreachable, ansiYellow, "did not answer recent polls"},
 	{sources.StateInitial, ansiDim, "still collecting its first samples"},
 	{sources.StateNoSelect, ansiDim, "configured never to be used (noselect); only measured"},
+	{sources.StateUnauthenticated, ansiYellow, "not authenticated (no NTS) while engine.require_authenticated is set; only measured"},
 	{sources.StateFault, ansiRed, "reported a fault"},
 }
 
