@@ -74,6 +74,9 @@ type EngineConfig struct {
 	MaxSlewRatePPM float64
 	// MaxFrequencyPPM bounds the absolute frequency correction.
 	MaxFrequencyPPM float64
+	// RequireAuthenticated keeps unauthenticated sources (without NTS)
+	// from steering the clock.
+	RequireAuthenticated bool
 }
 
 // NTPConfig is the `ntp:` section: NTP servers and pools to synchronize to.
@@ -96,6 +99,8 @@ type NTPServer struct {
 	MinPoll, MaxPoll int
 	// Selection flags, as sources.SourceOptions.
 	Prefer, NoSelect, Trust, Require bool
+	// NTS protects the association with Network Time Security (RFC 8915).
+	NTS NTSClient
 }
 
 // NTPPool is a DNS name that resolves to several NTP servers, of which up to
@@ -107,7 +112,29 @@ type NTPPool struct {
 	IBurst           bool
 	XLeave           bool
 	MinPoll, MaxPoll int
+	// NTS protects every member with Network Time Security: each one's
+	// key exchange goes to its own address (or NTS.Server) on NTS.Port,
+	// and the certificate must name the pool (as chrony does).
+	NTS NTSClient
 }
+
+// NTSClient is the `nts:` key of an NTP server or pool: `true`, or a mapping
+// of the key exchange server, its port and the CA to trust.
+type NTSClient struct {
+	// Enabled turns NTS on.
+	Enabled bool
+	// Server is the NTS-KE server's host; empty means the entry's address.
+	Server string
+	// Port is the NTS-KE port: DefaultNTSKEPort when NTS is on and no
+	// port is given.
+	Port int
+	// CA is a PEM file of CA certificates to trust instead of the
+	// system's roots; empty means the system's roots.
+	CA string
+}
+
+// DefaultNTSKEPort is the NTS-KE port of RFC 8915.
+const DefaultNTSKEPort = 4460
 
 // ControlConfig is the `control:` section.
 type ControlConfig struct {

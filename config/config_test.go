@@ -40,6 +40,7 @@ func TestDefault(t *testing.T) {
 		s := defaultServer()
 		s.Address = host
 		s.IBurst = true
+		s.NTS = NTSClient{Enabled: true, Port: DefaultNTSKEPort}
 		want.NTP.Servers = append(want.NTP.Servers, s)
 	}
 	if !reflect.DeepEqual(*c, want) {
@@ -58,11 +59,12 @@ func TestDefault(t *testing.T) {
 func TestDefaultYAMLDocumentsEveryKey(t *testing.T) {
 	keys := []string{"clock", "driver", "simulate", "offset", "frequency_ppm", "drift_file", "engine",
 		"min_agreeing_sources", "step_threshold", "step_limit", "panic_threshold", "max_slew_rate_ppm",
-		"max_frequency_ppm", "ntp", "servers", "address", "port", "iburst", "xleave", "minpoll", "maxpoll", "prefer",
+		"max_frequency_ppm", "require_authenticated", "ntp", "servers", "address", "port", "iburst", "xleave", "minpoll", "maxpoll", "prefer",
 		"noselect", "trust", "require", "pools", "max_sources", "control", "socket", "metrics", "listen",
 		"log", "level", "format", "server", "workers", "interleaved", "allow", "deny", "deny_response",
 		"client_table_size", "rate_limit", "interval", "burst", "kiss_every", "prefix_ipv4", "prefix_ipv6",
-		"prefix_interval", "prefix_burst", "local", "stratum"}
+		"prefix_interval", "prefix_burst", "local", "stratum", "nts", "ca",
+		"certificate", "key", "key_file", "key_rotation", "keys_kept", "max_connections", "timeout"}
 	doc, err := os.ReadFile("../docs/CONFIG.md")
 	if err != nil {
 		t.Fatal(err)
@@ -102,12 +104,13 @@ func TestFullExample(t *testing.T) {
 		Clock:     ClockConfig{Driver: "virtual", Simulate: SimulateConfig{Offset: -200 * time.Millisecond, FrequencyPPM: 50}},
 		DriftFile: "/tmp/timed/drift",
 		Engine: EngineConfig{
-			MinAgreeingSources: 2,
-			StepThreshold:      500 * time.Millisecond,
-			StepLimit:          -1,
-			PanicThreshold:     time.Hour,
-			MaxSlewRatePPM:     1000,
-			MaxFrequencyPPM:    100.5,
+			MinAgreeingSources:   2,
+			StepThreshold:        500 * time.Millisecond,
+			StepLimit:            -1,
+			PanicThreshold:       time.Hour,
+			MaxSlewRatePPM:       1000,
+			MaxFrequencyPPM:      100.5,
+			RequireAuthenticated: true,
 		},
 		NTP: NTPConfig{
 			Servers: []NTPServer{
@@ -131,6 +134,11 @@ func TestFullExample(t *testing.T) {
 			ClientTableSize: 1024,
 			RateLimit:       RateLimitConfig{Interval: 2 * time.Second, Burst: 8, PrefixIPv4: 16, PrefixIPv6: 56, PrefixBurst: 64},
 			LocalStratum:    10,
+			NTS: NTSServerConfig{
+				Listen:      []netip.AddrPort{netip.MustParseAddrPort("127.0.0.1:4460"), netip.MustParseAddrPort("[::1]:14460")},
+				Certificate: "/etc/timed/nts.crt", Key: "/etc/timed/nts.key", KeyFile: "/tmp/timed/nts-keys",
+				KeyRotation: 12 * time.Hour, KeysKept: 3, MaxConnections: 16, Timeout: 2 * time.Second,
+			},
 		},
 		Control: ControlConfig{Socket: "/tmp/timed/timed.sock"},
 		Metrics: MetricsConfig{Listen: "[::1]:9123"},
@@ -183,6 +191,21 @@ func TestValues(t *testing.T) {
 		{"ntp: {servers: [{address: 'fe80::1%eth0'}]}", func(c *Config) bool { return c.NTP.Servers[0].Address == "fe80::1%eth0" }},
 		{"ntp: {servers: [{address: _ntp.example.com}]}", func(c *Config) bool { return c.NTP.Servers[0].Address == "_ntp.example.com" }},
 		{"ntp: {servers: [{address: localhost}]}", func(c *Config) bool { return c.NTP.Servers[0].Address == "localhost" }},
+		// NTS: true, false, or a mapping with optional keys.
+		{"ntp: {servers: [{address: a.example, nts: true}]}", func(c *Config) bool {
+			return c.NTP.Servers[0].NTS == NTSClient{Enabled: true, Port: 4460}
+		}},
+		{"ntp: {servers: [{address: a.example, nts: false}]}", func(c *Config) bool { return !c.NTP.Servers[0].NTS.Enabled }},
+		{"ntp: {servers: [{address: a.example}]}", func(c *Config) bool { return !c.NTP.Servers[0].NTS.Enabled }},
+		{"ntp: {servers: [{address: a.example, nts: {}}]}", func(c *Config) bool {
+			return c.NTP.Servers[0].NTS == NTSClient{Enabled: true, Port: 4460}
+		}},
+		{"ntp: {servers: [{address: a.example, nts: {server: ke.example, port: 14460, ca: /etc/ca.pem}}]}", func(c *Config) bool {
+			return c.NTP.Servers[0].NTS == NTSClient{Enabled: true, Server: "ke.example", Port: 14460, CA: "/etc/ca.pem"}
+		}},
+		{"ntp: {pools: [{address: pool.example, nts: {ca: /etc/ca.pem}}]}", func(c *Config) bool {
+			return c.NTP.Pools[0].NTS == NTSClient{Enabled: true, Port: 4460, CA: "/etc/ca.pem"}
+		}},
 	}
 	for _, tt := range tests {
 		c, err := Parse("t.yaml", []byte(tt.in))
@@ -317,6 +340,18 @@ var errorCases = []struct {
 	{"prefix too long", "server:\n  rate_limit: {prefix_ipv4: 33}\n", 2, 29, "server.rate_limit.prefix_ipv4", "from 1 to 32", 0},
 	{"local stratum", "server:\n  local: {stratum: 16}\n", 2, 20, "server.local.stratum", "from 1 to 15", 0},
 	{"number address", "ntp:\n  servers:\n    - address: 5\n", 3, 16, "ntp.servers[0].address", `expected a string, got the number "5"`, 0},
+	{"server nts without certificate", "server:\n  listen: [\"127.0.0.1:123\"]\n  nts:\n    listen: [\"127.0.0.1:4460\"]\n", 4, 5, "server.nts", "certificate is missing", 2},
+	{"server nts without NTP", "server:\n  nts: {listen: [\"127.0.0.1:4460\"], certificate: /c, key: /k}\n", 2, 3, "server.nts", "NTS needs the NTP server", 0},
+	{"server nts listen", "server:\n  listen: [\"127.0.0.1:123\"]\n  nts: {listen: [\":4460\"], certificate: /c, key: /k}\n", 3, 18, "server.nts.listen[0]", "not an IP address and port", 0},
+	{"server nts relative key", "server:\n  listen: [\"127.0.0.1:123\"]\n  nts: {listen: [\"127.0.0.1:4460\"], certificate: /c, key: k.pem}\n", 3, 59, "server.nts.key", "is a relative path", 0},
+	{"server nts rotation", "server:\n  nts: {key_rotation: 1s}\n", 2, 23, "server.nts.key_rotation", "at least 1m", 0},
+	{"server nts keys kept", "server:\n  nts: {keys_kept: 1}\n", 2, 20, "server.nts.keys_kept", "from 2 to 1000", 0},
+	{"server nts timeout", "server:\n  nts: {timeout: 0s}\n", 2, 18, "server.nts.timeout", "would end every connection", 0},
+	{"nts string", "ntp:\n  servers:\n    - address: a.example\n      nts: yes please\n", 4, 12, "ntp.servers[0].nts", "expected true, false or a mapping", 0},
+	{"nts unknown key", "ntp:\n  servers:\n    - address: a.example\n      nts: {sever: b.example}\n", 4, 13, "ntp.servers[0].nts.sever", "did you mean server?", 0},
+	{"nts bad server", "ntp:\n  servers:\n    - address: a.example\n      nts: {server: \"b.example:4460\"}\n", 4, 21, "ntp.servers[0].nts.server", "includes a port", 0},
+	{"nts port", "ntp:\n  pools:\n    - address: a.example\n      nts: {port: 0}\n", 4, 19, "ntp.pools[0].nts.port", "from 1 to 65535", 0},
+	{"nts relative ca", "ntp:\n  servers:\n    - address: a.example\n      nts:\n        ca: ca.pem\n", 5, 13, "ntp.servers[0].nts.ca", "is a relative path", 0},
 }
 
 func TestErrors(t *testing.T) {

@@ -77,6 +77,7 @@ func (d *decoder) engine(n *yaml.Node, path string, c *EngineConfig) {
 		{"max_frequency_ppm", func(d *decoder, n *yaml.Node, p string) {
 			d.number(n, p, 1, 1e6, "use a frequency in ppm from 1 to 1000000, such as 500", &c.MaxFrequencyPPM)
 		}},
+		boolField("require_authenticated", &c.RequireAuthenticated),
 	})
 }
 
@@ -196,6 +197,7 @@ func (d *decoder) ntpServer(n *yaml.Node, path string) (NTPServer, *yaml.Node) {
 		boolField("noselect", &s.NoSelect),
 		boolField("trust", &s.Trust),
 		boolField("require", &s.Require),
+		ntsField(&s.NTS),
 	)
 	given := d.mapping(n, path, fields)
 	requireAddress(d, n, path, given, "address: time.example.com")
@@ -215,11 +217,49 @@ func (d *decoder) ntpPool(n *yaml.Node, path string) (NTPPool, *yaml.Node) {
 		}},
 		boolField("iburst", &s.IBurst),
 		boolField("xleave", &s.XLeave),
+		ntsField(&s.NTS),
 	}, poll.fields()...)
 	given := d.mapping(n, path, fields)
 	requireAddress(d, n, path, given, "address: pool.ntp.org")
 	poll.check(d, path)
 	return s, addr
+}
+
+// ntsField decodes `nts:`: true or false, or a mapping of server, port and
+// ca (each optional; a mapping turns NTS on).
+func ntsField(dst *NTSClient) field {
+	return field{"nts", func(d *decoder, n *yaml.Node, p string) {
+		n = resolve(n)
+		if n.Kind == yaml.ScalarNode && n.ShortTag() == "!!bool" {
+			if d.boolean(n, p, &dst.Enabled) && dst.Enabled {
+				dst.Port = DefaultNTSKEPort
+			}
+			return
+		}
+		if n.Kind != yaml.MappingNode && !isNull(n) {
+			d.errorf(n, p, "expected true, false or a mapping with the keys server, port and ca, got %s; use nts: true or nts: {server: nts.example.com, port: 4460, ca: /etc/timed/ca.pem}", describe(n))
+			return
+		}
+		dst.Enabled = true
+		d.mapping(n, p, []field{
+			{"server", func(d *decoder, n *yaml.Node, p string) {
+				const hint = "use the NTS-KE server's host name or IP address, without a port"
+				if !d.str(n, p, hint, &dst.Server) {
+					return
+				}
+				if problem := hostProblem(dst.Server); problem != "" {
+					d.errorf(resolve(n), p, "%s %s; %s", quote(dst.Server), problem, hint)
+				}
+			}},
+			portField(&dst.Port),
+			{"ca", func(d *decoder, n *yaml.Node, p string) {
+				d.path(n, p, false, "use the absolute path of a PEM file of CA certificates such as /etc/timed/nts-ca.pem", &dst.CA)
+			}},
+		})
+		if dst.Port == 0 {
+			dst.Port = DefaultNTSKEPort
+		}
+	}}
 }
 
 func requireAddress(d *decoder, n *yaml.Node, path string, given map[string]*yaml.Node, example string) {

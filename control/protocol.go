@@ -82,6 +82,34 @@ type ServerStatsReply struct {
 	Stratum uint8        `json:"stratum"`
 	Leap    sources.Leap `json:"leap"`
 	RefID   uint32       `json:"refid"`
+	// NTS is set when the server offers NTS.
+	NTS *NTSServerStats `json:"nts,omitempty"`
+}
+
+// NTSServerStats are the NTS counters of the server: NTS-KE and the NTS
+// requests of the NTP server.
+type NTSServerStats struct {
+	// Listen lists the NTS-KE addresses.
+	Listen []string `json:"listen"`
+	// Answered counts authenticated NTS responses (of the server's
+	// Answered); NAKs the NTS NAKs sent to requests whose cookie could not
+	// be used or that failed authentication.
+	Answered uint64 `json:"answered"`
+	NAKs     uint64 `json:"naks"`
+	// NTS-KE: connections accepted (Refused of them over the connection
+	// limit), TLS handshakes completed, key exchanges answered with
+	// cookies, and failures by kind; Active connections now.
+	Accepted       uint64 `json:"ke_accepted"`
+	Refused        uint64 `json:"ke_refused"`
+	Handshakes     uint64 `json:"ke_handshakes"`
+	Exchanges      uint64 `json:"ke_exchanges"`
+	TLSErrors      uint64 `json:"ke_tls_errors"`
+	Timeouts       uint64 `json:"ke_timeouts"`
+	BadRequests    uint64 `json:"ke_bad_requests"`
+	Unsupported    uint64 `json:"ke_unsupported"`
+	InternalErrors uint64 `json:"ke_internal_errors"`
+	WriteErrors    uint64 `json:"ke_write_errors"`
+	Active         int64  `json:"ke_active"`
 }
 
 // ClientsArgs are the arguments of "clients".

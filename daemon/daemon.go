@@ -193,6 +193,8 @@ func engineConfig(e config.EngineConfig) sources.Config {
 		PanicThreshold:     e.PanicThreshold,
 		MaxSlewRate:        e.MaxSlewRatePPM,
 		MaxFrequency:       e.MaxFrequencyPPM,
+
+		RequireAuthenticated: e.RequireAuthenticated,
 	}
 }
 
@@ -261,7 +263,7 @@ func (d *Daemon) Run(ctx context.Context) error {
 	defer func() {
 		d.mu.Lock()
 		if d.ntp != nil {
-			d.ntp.srv.Close()
+			d.ntp.close()
 			d.ntp = nil
 		}
 		d.mu.Unlock()

@@ -353,9 +353,9 @@ func TestBuildClock(t *testing.T) {
 
 func TestEngineConfig(t *testing.T) {
 	got := engineConfig(config.EngineConfig{MinAgreeingSources: 2, StepThreshold: time.Second, StepLimit: -1,
-		PanicThreshold: time.Hour, MaxSlewRatePPM: 500, MaxFrequencyPPM: 400})
+		PanicThreshold: time.Hour, MaxSlewRatePPM: 500, MaxFrequencyPPM: 400, RequireAuthenticated: true})
 	want := sources.Config{MinAgreeingSources: 2, StepThreshold: time.Second, StepLimit: -1,
-		PanicThreshold: time.Hour, MaxSlewRate: 500, MaxFrequency: 400}
+		PanicThreshold: time.Hour, MaxSlewRate: 500, MaxFrequency: 400, RequireAuthenticated: true}
 	if got != want {
 		t.Errorf("engineConfig = %+v, want %+v", got, want)
 	}

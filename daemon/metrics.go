@@ -133,6 +133,8 @@ var (
 	mSrvDropped     = prometheus.NewDesc("timed_server_requests_dropped_total", "Requests the NTP server did not answer with time, by reason.", []string{"reason"}, nil)
 	mSrvClients     = prometheus.NewDesc("timed_server_clients", "Clients in the NTP server's client table.", nil, nil)
 	mSrvClientsSize = prometheus.NewDesc("timed_server_client_table_size", "Capacity of the NTP server's client table.", nil, nil)
+	mSrvNTS         = prometheus.NewDesc("timed_server_nts_responses_total", "NTS replies the NTP server sent, by kind (authenticated or nak).", []string{"kind"}, nil)
+	mSrvNTSKE       = prometheus.NewDesc("timed_server_ntske_total", "NTS-KE server events, by kind (accepted, refused, handshake, exchange, and errors).", []string{"event"}, nil)
 )
 
 // serverCollector turns the NTP server's counters into metrics.
@@ -141,7 +143,7 @@ type serverCollector struct {
 }
 
 func (c serverCollector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{mSrvReceived, mSrvAnswered, mSrvKisses, mSrvDropped, mSrvClients, mSrvClientsSize} {
+	for _, d := range []*prometheus.Desc{mSrvReceived, mSrvAnswered, mSrvKisses, mSrvDropped, mSrvClients, mSrvClientsSize, mSrvNTS, mSrvNTSKE} {
 		ch <- d
 	}
 }
@@ -164,6 +166,18 @@ func (c serverCollector) Collect(ch chan<- prometheus.Metric) {
 	}
 	ch <- prometheus.MustNewConstMetric(mSrvClients, prometheus.GaugeValue, float64(st.Clients))
 	ch <- prometheus.MustNewConstMetric(mSrvClientsSize, prometheus.GaugeValue, float64(st.ClientTableSize))
+	if n := st.NTS; n != nil {
+		counter(mSrvNTS, n.Answered, "authenticated")
+		counter(mSrvNTS, n.NAKs, "nak")
+		for _, e := range []struct {
+			v    uint64
+			name string
+		}{{n.Accepted, "accepted"}, {n.Refused, "refused"}, {n.Handshakes, "handshake"}, {n.Exchanges, "exchange"},
+			{n.TLSErrors, "tls_error"}, {n.Timeouts, "timeout"}, {n.BadRequests, "bad_request"}, {n.Unsupported, "unsupported"},
+			{n.InternalErrors, "internal_error"}, {n.WriteErrors, "write_error"}} {
+			counter(mSrvNTSKE, e.v, e.name)
+		}
+	}
 }
 
 // newMetricsRegistry is timed's one registry: the status and server

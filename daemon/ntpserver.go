@@ -19,11 +19,21 @@ import (
 	"github.com/timed-project/timed/sources"
 )
 
-// ntpServer is the running NTP server and when it started.
+// ntpServer is the running NTP server, its NTS service (nil when NTS is
+// off) and when it started.
 type ntpServer struct {
 	srv     *ntpserver.Server
+	nts     *ntsService
 	cfg     config.ServerConfig
 	started time.Time
+}
+
+// close stops the NTP server and its NTS service.
+func (n *ntpServer) close() {
+	n.srv.Close()
+	if n.nts != nil {
+		n.nts.close()
+	}
 }
 
 // serverConfig maps the `server:` section to the server's configuration.
@@ -45,18 +55,39 @@ func serverConfig(c config.ServerConfig) ntpserver.Config {
 	}
 }
 
-// startNTPServer binds and starts the NTP server of cfg (nil when none is
-// configured).
+// startNTPServer binds and starts the NTP server of cfg and its NTS
+// service (nil when no server is configured).
 func (d *Daemon) startNTPServer(cfg config.ServerConfig) (*ntpServer, error) {
+	return d.startNTPServerWith(cfg, nil)
+}
+
+// startNTPServerWith is startNTPServer with an NTS service already running
+// for cfg (nil: start one if cfg asks for it). On error a service it
+// started is stopped; keep is the caller's.
+func (d *Daemon) startNTPServerWith(cfg config.ServerConfig, keep *ntsService) (*ntpServer, error) {
 	if len(cfg.Listen) == 0 {
 		return nil, nil
 	}
-	srv, err := ntpserver.New(serverConfig(cfg), d.clk, d.log.Named("server"))
+	ns := keep
+	if ns == nil {
+		var err error
+		if ns, err = startNTS(cfg, d.log.Named("nts")); err != nil {
+			return nil, err
+		}
+	}
+	sc := serverConfig(cfg)
+	if ns != nil {
+		sc.NTS = ns.ring
+	}
+	srv, err := ntpserver.New(sc, d.clk, d.log.Named("server"))
 	if err != nil {
+		if ns != nil && keep == nil {
+			ns.close()
+		}
 		return nil, fmt.Errorf("daemon: %w", err)
 	}
 	srv.Start()
-	return &ntpServer{srv: srv, cfg: cfg, started: time.Now()}, nil
+	return &ntpServer{srv: srv, nts: ns, cfg: cfg, started: time.Now()}, nil
 }
 
 // reloadNTPServerLocked moves the NTP server to cfg: updated on its
@@ -65,11 +96,21 @@ func (d *Daemon) startNTPServer(cfg config.ServerConfig) (*ntpServer, error) {
 // settings cannot be applied, the old ones stay.
 func (d *Daemon) reloadNTPServerLocked(cfg config.ServerConfig) {
 	old := d.ntp
+	if old != nil && old.nts != nil && sameNTS(old.cfg, cfg) {
+		old.nts.reloadCertificate()
+	}
 	if old != nil && reflect.DeepEqual(old.cfg, cfg) || old == nil && len(cfg.Listen) == 0 {
 		return
 	}
 	if old != nil && slices.Equal(old.cfg.Listen, cfg.Listen) && old.cfg.Workers == cfg.Workers {
-		if err := old.srv.Update(serverConfig(cfg)); err != nil {
+		if !sameNTS(old.cfg, cfg) {
+			d.reloadNTSLocked(old, &cfg)
+		}
+		sc := serverConfig(cfg)
+		if old.nts != nil {
+			sc.NTS = old.nts.ring
+		}
+		if err := old.srv.Update(sc); err != nil {
 			d.log.Error("reload: the new server settings cannot be applied; the NTP server keeps its old ones", zap.Error(err))
 			return
 		}
@@ -77,7 +118,18 @@ func (d *Daemon) reloadNTPServerLocked(cfg config.ServerConfig) {
 		d.log.Info("reload: NTP server settings changed")
 		return
 	}
-	next, err := d.startNTPServer(cfg)
+	var keep *ntsService
+	if old != nil && old.nts != nil {
+		if sameNTS(old.cfg, cfg) {
+			keep = old.nts
+		} else {
+			// Its ports may be wanted by the new one.
+			old.nts.close()
+			old.nts = nil
+			d.log.Info("reload: NTS-KE server stopped for new settings")
+		}
+	}
+	next, err := d.startNTPServerWith(cfg, keep)
 	if err != nil {
 		msg := "reload: the new server settings cannot be applied; the NTP server keeps its old ones"
 		if errors.Is(err, syscall.EACCES) {
@@ -88,6 +140,12 @@ func (d *Daemon) reloadNTPServerLocked(cfg config.ServerConfig) {
 	}
 	if old != nil {
 		old.srv.Close()
+		if old.nts != nil && old.nts != keep {
+			old.nts.close()
+		}
+	}
+	if next == nil && keep != nil {
+		keep.close()
 	}
 	d.ntp = next
 	if next == nil {
@@ -96,6 +154,28 @@ func (d *Daemon) reloadNTPServerLocked(cfg config.ServerConfig) {
 	}
 	d.feedNTPServerLocked(d.eng.Status(d.clk.Now()))
 	d.log.Info("reload: NTP server restarted with the new settings")
+}
+
+// reloadNTSLocked replaces the NTS service of the running server n with
+// that of cfg. When the new one cannot start, NTS stays off (the error is
+// logged) and cfg says so, so that the next reload tries again.
+func (d *Daemon) reloadNTSLocked(n *ntpServer, cfg *config.ServerConfig) {
+	if n.nts != nil {
+		n.nts.close()
+		n.nts = nil
+	}
+	ns, err := startNTS(*cfg, d.log.Named("nts"))
+	if err != nil {
+		d.log.Error("reload: NTS cannot start with the new settings; NTS is off until they are fixed", zap.Error(err))
+		cfg.NTS.Listen = nil
+		return
+	}
+	n.nts = ns
+	if ns == nil {
+		d.log.Info("reload: NTS stopped")
+	} else {
+		d.log.Info("reload: NTS restarted with the new settings")
+	}
 }
 
 // feedNTPServerLocked tells the NTP server what the engine knows.
@@ -153,6 +233,10 @@ func (d *Daemon) refIDLocked(name string) uint32 {
 func (d *Daemon) ServerStats() control.ServerStatsReply {
 	d.mu.Lock()
 	n := d.ntp
+	var ns *ntsService
+	if n != nil {
+		ns = n.nts
+	}
 	d.mu.Unlock()
 	if n == nil {
 		return control.ServerStatsReply{}
@@ -166,6 +250,9 @@ func (d *Daemon) ServerStats() control.ServerStatsReply {
 		UserRxStamps: st.UserRxStamps, TxStamps: st.TxStamps,
 		Clients: st.Clients, ClientTableSize: st.ClientTableSize,
 		Stratum: w.Stratum, Leap: w.Leap, RefID: w.RefID,
+	}
+	if ns != nil {
+		out.NTS = ns.stats(st.NTS, st.NTSNAK)
 	}
 	for _, a := range n.srv.Addrs() {
 		out.Listen = append(out.Listen, a.String())

@@ -340,7 +340,16 @@ func newNTPServer(sc config.NTPServer, tb sources.Timebase, log *zap.Logger) (so
 		XLeave:  sc.XLeave,
 		MinPoll: sc.MinPoll,
 		MaxPoll: sc.MaxPoll,
+		NTS:     ntsClientConfig(sc.NTS),
 	}, tb, log)
+}
+
+// ntsClientConfig is the ntp package's form of an `nts:` key (nil: off).
+func ntsClientConfig(n config.NTSClient) *ntp.NTSConfig {
+	if !n.Enabled {
+		return nil
+	}
+	return &ntp.NTSConfig{Server: n.Server, Port: n.Port, CAFile: n.CA}
 }
 
 func newNTPPool(pc config.NTPPool, tb sources.Timebase, log *zap.Logger) poolRunner {
@@ -352,5 +361,6 @@ func newNTPPool(pc config.NTPPool, tb sources.Timebase, log *zap.Logger) poolRun
 		XLeave:     pc.XLeave,
 		MinPoll:    pc.MinPoll,
 		MaxPoll:    pc.MaxPoll,
+		NTS:        ntsClientConfig(pc.NTS),
 	}, tb, log)
 }

@@ -20,6 +20,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/timed-project/timed/internal/netstamp"
+	"github.com/timed-project/timed/nts"
 	"github.com/timed-project/timed/sources"
 )
 
@@ -63,6 +64,11 @@ type ClientConfig struct {
 	// response, read after that response left. A server that does not
 	// support it answers in basic mode, which is used as always.
 	XLeave bool
+	// NTS, when set, protects the association with Network Time Security
+	// (RFC 8915): Run first makes a key exchange, then polls the NTP
+	// server and port it names, and uses only authenticated responses.
+	// Interleaved mode is not used with NTS (XLeave is ignored).
+	NTS *NTSConfig
 }
 
 // Client is an NTP client association with one server. It implements
@@ -82,6 +88,9 @@ type Client struct {
 	dropped    map[string]uint64
 	dropWarned map[string]time.Time // when each kind of drop was last logged loudly
 	modes      ModeCounts
+
+	keCount     atomic.Uint64 // NTS key exchanges made
+	cookiesLeft atomic.Int32  // NTS cookies held
 }
 
 // ModeCounts counts the measurements a client reported, by the mode of the
@@ -126,6 +135,13 @@ func NewClient(cfg ClientConfig, tb sources.Timebase, log *zap.Logger) (*Client,
 	if tb == nil {
 		return nil, errors.New("ntp: client: no timebase")
 	}
+	if cfg.NTS != nil {
+		n := *cfg.NTS
+		if n.Port < 0 || n.Port > 65535 {
+			return nil, fmt.Errorf("ntp: client %s: NTS-KE port %d out of range 1..65535", cfg.Address, n.Port)
+		}
+		cfg.NTS = &n
+	}
 	if log == nil {
 		log = zap.NewNop()
 	}
@@ -133,6 +149,10 @@ func NewClient(cfg ClientConfig, tb sources.Timebase, log *zap.Logger) (*Client,
 		cfg.Resolver = net.DefaultResolver
 	}
 	name := net.JoinHostPort(cfg.Address, strconv.Itoa(cfg.Port))
+	if cfg.NTS != nil && cfg.XLeave {
+		log.Info("xleave is not used with NTS yet: basic mode", zap.String("source", name))
+		cfg.XLeave = false
+	}
 	return &Client{cfg: cfg, name: name, tb: tb, log: log.With(zap.String("source", name)), dropped: map[string]uint64{}, dropWarned: map[string]time.Time{}}, nil
 }
 
@@ -232,7 +252,8 @@ type request struct {
 	// origin. ref is the exchange that request continues.
 	xorigin  Timestamp
 	ref      *exchange
-	t1       time.Time // local send time (Timebase)
+	ntsID    nts.UniqueID // the NTS unique identifier the response must echo
+	t1       time.Time    // local send time (Timebase)
 	stamp    netstamp.Stamping
 	answered bool
 	expired  bool
@@ -291,6 +312,10 @@ type session struct {
 	fault      string
 	burstLeft  int
 	lastLookup time.Time
+
+	nts       *ntsState     // the keys and cookies of the last NTS key exchange
+	keRetry   time.Duration // wait before the next key exchange after failures
+	reresolve bool          // a key exchange named the NTP server anew
 }
 
 var errDemobilize = errors.New("demobilize")
@@ -304,12 +329,17 @@ func (c *Client) Run(ctx context.Context, r sources.Reporter) error {
 		s.burstLeft = 4
 	}
 	for {
-		if !s.server.IsValid() || (s.missed >= UnreachableAfter && s.missed%UnreachableAfter == 0 && !isLiteral(c.cfg.Address)) {
+		if s.needKE() {
+			if !s.keyExchange(ctx) {
+				return nil
+			}
+		}
+		if !s.server.IsValid() || s.reresolve || (s.missed >= UnreachableAfter && s.missed%UnreachableAfter == 0 && !isLiteral(s.host())) {
 			if err := s.resolve(ctx); err != nil {
 				if ctx.Err() != nil {
 					return nil
 				}
-				s.setFault(fmt.Sprintf("cannot resolve %s: %v", c.cfg.Address, err))
+				s.setFault(fmt.Sprintf("cannot resolve %s: %v", s.host(), err))
 				c.unreachable.Store(true)
 				r.Polled() // an attempt that got nothing: reach shifts
 				s.missed++
@@ -321,6 +351,9 @@ func (c *Client) Run(ctx context.Context, r sources.Reporter) error {
 		}
 		interval := s.interval()
 		if err := s.poll(ctx, interval); err != nil {
+			if errors.Is(err, errNewKE) {
+				continue
+			}
 			if errors.Is(err, errDemobilize) {
 				c.demobilized.Store(true)
 				return fmt.Errorf("ntp: %s: %s", c.name, s.fault)
@@ -352,16 +385,33 @@ func sleepCtx(ctx context.Context, d time.Duration) bool {
 	}
 }
 
+// host and port are the NTP server's: the configured ones, or those the
+// NTS key exchange named.
+func (s *session) host() string {
+	if s.nts != nil {
+		return s.nts.host
+	}
+	return s.c.cfg.Address
+}
+
+func (s *session) port() int {
+	if s.nts != nil {
+		return s.nts.port
+	}
+	return s.c.cfg.Port
+}
+
 // resolve finds the server's address and (re)opens the socket when it
 // changed.
 func (s *session) resolve(ctx context.Context) error {
 	c := s.c
+	s.reresolve = false
 	var addr netip.Addr
-	if a, err := netip.ParseAddr(c.cfg.Address); err == nil {
+	if a, err := netip.ParseAddr(s.host()); err == nil {
 		addr = a.Unmap()
 	} else {
 		lctx, cancel := context.WithTimeout(ctx, 10*time.Second)
-		addrs, err := c.cfg.Resolver.LookupNetIP(lctx, "ip", c.cfg.Address)
+		addrs, err := c.cfg.Resolver.LookupNetIP(lctx, "ip", s.host())
 		cancel()
 		if err != nil {
 			return err
@@ -376,7 +426,7 @@ func (s *session) resolve(ctx context.Context) error {
 			}
 		}
 	}
-	server := netip.AddrPortFrom(addr, uint16(c.cfg.Port))
+	server := netip.AddrPortFrom(addr, uint16(s.port()))
 	if server == s.server && s.conn != nil {
 		return nil
 	}
@@ -544,11 +594,22 @@ func (s *session) send(interval time.Duration) error {
 		}
 		h.Origin, h.Receive = ref.serverRx, xorigin
 	}
-	var buf [HeaderLen]byte
-	pkt, _ := h.AppendBinary(buf[:0])
+	size := HeaderLen
+	if s.nts != nil {
+		size = MaxPacketLen
+	}
+	pkt, _ := h.AppendBinary(make([]byte, 0, size))
+	var ntsID nts.UniqueID
+	if s.nts != nil {
+		var err error
+		if pkt, ntsID, err = s.appendNTS(pkt); err != nil {
+			return err
+		}
+		s.c.cookiesLeft.Store(int32(len(s.nts.cookies)))
+	}
 	before := s.c.tb.Now()
 	tx, st, err := s.conn.WriteTo(pkt, s.server)
-	req := &request{origin: origin, xorigin: xorigin, ref: ref, t1: before, stamp: st}
+	req := &request{origin: origin, xorigin: xorigin, ref: ref, ntsID: ntsID, t1: before, stamp: st}
 	if st == netstamp.StampKernel {
 		req.t1 = s.c.tb.FromSystem(tx)
 	}
@@ -701,6 +762,19 @@ func (s *session) handle(p received) error {
 		c.drop(DropLate, zap.Stringer("origin", pkt.Origin))
 		return nil
 	}
+	if s.nts != nil {
+		// An NTS response must authenticate before it counts as the
+		// answer: a forged one must not stop the true one.
+		ok, err := s.verifyNTS(req, p.data)
+		if err != nil {
+			req.answered = true
+			return err
+		}
+		if !ok {
+			return nil
+		}
+		c.cookiesLeft.Store(int32(len(s.nts.cookies)))
+	}
 	// From here on the packet answers our request: the origin check passed.
 	req.answered = true
 	if err := pkt.CheckResponse(); err != nil {
@@ -847,6 +921,7 @@ func (s *session) measure(pkt *Packet, t1, t2, t3, t4 time.Time, stamp sources.S
 		Leap:           pkt.Leap,
 		RefID:          pkt.RefID,
 		Stamping:       stamp,
+		Authenticated:  s.nts != nil,
 	}
 }
 

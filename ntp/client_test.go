@@ -645,8 +645,10 @@ func (s *steppedTimebase) FromSystem(t time.Time) time.Time {
 const slowSend = 10 * time.Millisecond
 
 // preciseLimit bounds the error of a measurement with the true transmit
-// time: the fake server reads it in user space, just before the send.
-const preciseLimit = time.Millisecond
+// time: the fake server reads it in user space, just before the send, and
+// a loaded machine may delay either end by a millisecond or so. A basic
+// measurement is off by slowSend/2.
+const preciseLimit = slowSend / 4
 
 // usedBasicTransmit tells a measurement made with the scripted server's
 // early basic transmit time.

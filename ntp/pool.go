@@ -30,6 +30,11 @@ type PoolConfig struct {
 	MinPoll, MaxPoll int
 	// Resolver resolves Address; nil means net.DefaultResolver.
 	Resolver Resolver
+	// NTS, when set, protects every client with NTS. Each client's key
+	// exchange goes to its own address (or NTS.Server when set) on
+	// NTS.Port, and the certificate must name the pool (NTS.ServerName
+	// defaults to Address), as chrony does for NTS pools.
+	NTS *NTSConfig
 	// CheckInterval is how often the pool replaces unreachable clients and
 	// re-resolves when it has fewer than MaxSources; 0 means 5 minutes.
 	CheckInterval time.Duration
@@ -150,7 +155,7 @@ func (p *Pool) fill(ctx context.Context, reg sources.Registry, active map[netip.
 		}
 		c, err := NewClient(ClientConfig{
 			Address: a.String(), Port: p.cfg.Port, IBurst: p.cfg.IBurst, XLeave: p.cfg.XLeave,
-			MinPoll: p.cfg.MinPoll, MaxPoll: p.cfg.MaxPoll,
+			MinPoll: p.cfg.MinPoll, MaxPoll: p.cfg.MaxPoll, NTS: p.memberNTS(),
 		}, p.tb, p.log)
 		if err != nil {
 			return err
@@ -165,4 +170,17 @@ func (p *Pool) fill(ctx context.Context, reg sources.Registry, active map[netip.
 		active[a] = c
 	}
 	return nil
+}
+
+// memberNTS is the NTS configuration of a pool member: the pool's, with the
+// certificate checked against the pool's name.
+func (p *Pool) memberNTS() *NTSConfig {
+	if p.cfg.NTS == nil {
+		return nil
+	}
+	n := *p.cfg.NTS
+	if n.ServerName == "" && n.Server == "" {
+		n.ServerName = p.cfg.Address
+	}
+	return &n
 }

@@ -91,6 +91,13 @@ func renderServerStats(w io.Writer, r control.ServerStatsReply) {
 		stamps = fmt.Sprintf("%d receive times read in user space (the kernel gave none)", r.UserRxStamps)
 	}
 	row("Timestamps", fmt.Sprintf("%s; %d kernel send times kept for interleaved clients", stamps, r.TxStamps))
+	if n := r.NTS; n != nil {
+		row("NTS responses", fmt.Sprintf("%d authenticated, %d NTS NAKs (cookie unusable or authentication failed)", n.Answered, n.NAKs))
+		row("NTS-KE", fmt.Sprintf("on %s: %d connections (%d refused, %d active), %d handshakes, %d key exchanges",
+			strings.Join(n.Listen, ", "), n.Accepted, n.Refused, n.Active, n.Handshakes, n.Exchanges))
+		row("NTS-KE failures", fmt.Sprintf("%d TLS, %d timed out, %d bad requests, %d unsupported, %d internal, %d writes",
+			n.TLSErrors, n.Timeouts, n.BadRequests, n.Unsupported, n.InternalErrors, n.WriteErrors))
+	}
 }
 
 func perSecond(n uint64, seconds float64) string {

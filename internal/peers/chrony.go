@@ -23,6 +23,10 @@ type ChronyOptions struct {
 	Stratum int
 	// Extra lines appended to the configuration.
 	Extra []string
+	// RunAsRoot keeps chronyd root (-u root) instead of dropping to its own
+	// user, so that it can read files in a root-owned temporary directory
+	// (NTS certificate and key).
+	RunAsRoot bool
 }
 
 // Chrony is a running chronyd server.
@@ -61,7 +65,11 @@ func StartChronyServer(t testing.TB, opts ChronyOptions) *Chrony {
 		"driftfile " + filepath.Join(dir, "drift"),
 	}, opts.Extra...)
 	path := writeConf(t, dir, "server.conf", conf...)
-	p := Start(t, ProcOptions{Name: "chronyd-server", Dir: dir}, chronyd, "-x", "-d", "-f", path)
+	args := []string{chronyd, "-x", "-d", "-f", path}
+	if opts.RunAsRoot {
+		args = append(args, "-u", "root")
+	}
+	p := Start(t, ProcOptions{Name: "chronyd-server", Dir: dir}, args...)
 	c := &Chrony{Proc: p, Addr: netip.AddrPortFrom(opts.Addr, uint16(opts.Port)), Dir: dir}
 	WaitNTP(t, c.Addr, p)
 	return c

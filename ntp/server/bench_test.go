@@ -24,8 +24,13 @@ func BenchmarkServe(b *testing.B) {
 	w, _ := socketless(b, Config{Interleaved: true,
 		Deny:    []netip.Prefix{netip.MustParsePrefix("10.0.0.0/8")},
 		Clients: clientlog.Config{Size: 65536, Interval: time.Millisecond, Burst: 16, KissEvery: 4, PrefixV4: 24, PrefixV6: 48, PrefixInterval: time.Microsecond, PrefixBurst: 256}})
+	benchServe(b, w, request(4, 1, 0, 0))
+}
+
+// benchServe passes batches of req from ever new client addresses through
+// w and reports the time per request.
+func benchServe(b *testing.B, w *worker, req []byte) {
 	w.conn = discardConn{}
-	req := request(4, 1, 0, 0)
 	in := make([]netstamp.Message, batch)
 	for i := range in {
 		in[i] = netstamp.Message{Buf: make([]byte, maxRequest), N: len(req), RxTime: time.Now()}

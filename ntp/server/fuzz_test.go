@@ -43,14 +43,20 @@ func socketless(t testing.TB, cfg Config) (*worker, *captureConn) {
 
 // FuzzServe feeds arbitrary datagrams through the request path: nothing
 // panics, every reply is a server-mode packet no longer than its request,
-// and its origin echoes the request.
+// and its origin echoes the request. NTS is on.
 func FuzzServe(f *testing.F) {
 	f.Add(request(4, 1, 0, 0), byte(1))
 	f.Add(request(3, 1, 0, 0), byte(2))
 	f.Add(request(4, 5, 0x101, 7), byte(3))
 	f.Add(append(request(4, 1, 0, 0), make([]byte, 20)...), byte(4))
 	f.Add([]byte{0x1b}, byte(5))
-	w, cc := socketless(f, Config{Interleaved: true, DenyKiss: true,
+	// NTS: an authentic request, and one with a cookie of another server.
+	ring := newRing(f)
+	req, _ := newNTSClient(f, ring).request(f, 1, 2)
+	f.Add(req, byte(6))
+	req, _ = newNTSClient(f, newRing(f)).request(f, 1, 0)
+	f.Add(req, byte(7))
+	w, cc := socketless(f, Config{Interleaved: true, DenyKiss: true, NTS: ring,
 		Deny:    []netip.Prefix{netip.MustParsePrefix("127.0.0.200/32")},
 		Clients: clientlog.Config{Size: 64, Interval: time.Second, Burst: 4, KissEvery: 2}})
 	f.Fuzz(func(t *testing.T, data []byte, from byte) {

@@ -2,7 +2,8 @@
 // clock timed disciplines, on every core (SO_REUSEPORT sockets, each with
 // its own goroutine and batched I/O), with kernel receive timestamps,
 // interleaved mode (RFC 9769), access control, and per-client and
-// per-network rate limits kept in a fixed-size table (ntp/clientlog).
+// per-network rate limits kept in a fixed-size table (ntp/clientlog), and
+// NTS (RFC 8915) with the key ring of package nts.
 package server
 
 import (
@@ -21,6 +22,7 @@ import (
 	"github.com/timed-project/timed/internal/netstamp"
 	"github.com/timed-project/timed/ntp"
 	"github.com/timed-project/timed/ntp/clientlog"
+	"github.com/timed-project/timed/nts"
 	"github.com/timed-project/timed/sources"
 )
 
@@ -42,6 +44,10 @@ type Config struct {
 	// LocalStratum, 1 to 15, is served while no source is selected; 0
 	// serves "unsynchronized" then.
 	LocalStratum int
+	// NTS, when set, authenticates NTS requests (RFC 8915) with the cookie
+	// keys of this ring and answers them with new cookies; nil answers
+	// every request as plain NTP.
+	NTS *nts.KeyRing
 }
 
 // Server is a running NTP server.

@@ -8,13 +8,15 @@ import (
 
 // dropReasons lists the reasons a datagram goes unanswered, in the order
 // Stats reports them.
-var dropReasons = [...]string{DropShort, DropOversized, DropVersion, DropMode, DropDenied, DropRateLimited, DropSendFailed}
+var dropReasons = [...]string{DropShort, DropOversized, DropVersion, DropMode, DropDenied, DropRateLimited, DropSendFailed,
+	DropNTSMalformed, DropNTSCookie, DropNTSAuth, DropNTSResponse}
 
 // counters are one worker's; only it writes them, Stats reads them.
 type counters struct {
 	received, answered, interleaved atomic.Uint64
 	kissRate, kissDeny              atomic.Uint64
 	userRx, txStamps                atomic.Uint64
+	nts, ntsNAK                     atomic.Uint64
 	dropped                         [len(dropReasons)]atomic.Uint64
 	_                               [64]byte // keep workers' counters on separate cache lines
 }
@@ -43,6 +45,11 @@ type Stats struct {
 	// for (the time was read in user space); TxStamps the kernel transmit
 	// timestamps captured for interleaved clients.
 	UserRxStamps, TxStamps uint64
+	// NTS counts the authenticated NTS responses sent (of Answered);
+	// NTSNAK the NTS NAKs (NTSN kisses) sent to requests whose cookie
+	// could not be used or that failed authentication (counted in Dropped
+	// too).
+	NTS, NTSNAK uint64
 	// Workers is the number of sockets (and goroutines) serving.
 	Workers int
 	// Clients is the number of clients in the table, of ClientTableSize.
@@ -62,6 +69,8 @@ func (s *Server) Stats() Stats {
 		st.KissDeny += c.kissDeny.Load()
 		st.UserRxStamps += c.userRx.Load()
 		st.TxStamps += c.txStamps.Load()
+		st.NTS += c.nts.Load()
+		st.NTSNAK += c.ntsNAK.Load()
 		for i, r := range dropReasons {
 			st.Dropped[r] += c.dropped[i].Load()
 		}

@@ -21,9 +21,10 @@ type worker struct {
 	in      []netstamp.Message
 	out     []netstamp.Message
 	outBuf  []byte
-	answers int   // time responses in out (the rest are kisses)
-	basic   []int // indexes into out of basic responses (transmit patched at send)
-	stamped []int // indexes into out of responses whose send time is captured
+	ntsBuf  []byte // NTS replies' room, batch*maxRequest, made at the first NTS request
+	answers int    // time responses in out (the rest are kisses)
+	basic   []int  // indexes into out of basic responses (transmit patched at send)
+	stamped []int  // indexes into out of responses whose send time is captured
 	pending [pendingSize]pendingStamp
 
 	lastRefresh time.Time
@@ -128,6 +129,11 @@ func (w *worker) serve(in []netstamp.Message) {
 		case clientlog.Drop:
 			w.c.drop(DropRateLimited)
 			continue
+		}
+		if set.NTS != nil && len(req) > ntp.HeaderLen {
+			if done := w.serveNTS(m, req, set.NTS, wire, rx, now); done {
+				continue
+			}
 		}
 		out := w.next(m)
 		w.answers++

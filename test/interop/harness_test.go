@@ -77,6 +77,11 @@ type timedConfig struct {
 	Extra     string
 	// Name tells several timeds of one test apart ("timed-NAME").
 	Name string
+	// NTS, when set, is the server entry's nts: value (e.g. "true" or
+	// "{port: 4460, ca: /path}").
+	NTS string
+	// MorePorts adds plain servers on 127.0.0.1 at these ports.
+	MorePorts []int
 }
 
 // yaml renders a complete timed.yaml: virtual clock, no drift file, one
@@ -95,6 +100,12 @@ func (c timedConfig) yaml(dir string) string {
       minpoll: %d
       maxpoll: %d
 `, c.Port, c.XLeave, c.MinPoll, c.MaxPoll)
+	if c.NTS != "" {
+		ntp += "      nts: " + c.NTS + "\n"
+	}
+	for _, p := range c.MorePorts {
+		ntp += fmt.Sprintf("    - {address: 127.0.0.1, port: %d, iburst: true, minpoll: %d, maxpoll: %d}\n", p, c.MinPoll, c.MaxPoll)
+	}
 	if c.NoSources {
 		ntp = "ntp: {servers: []}\n"
 	}
@@ -177,6 +188,7 @@ type sourceStatus struct {
 	Name          string  `json:"name"`
 	Address       string  `json:"address"`
 	State         string  `json:"state"`
+	Authenticated bool    `json:"authenticated"`
 	Reason        string  `json:"reason"`
 	Reach         uint8   `json:"reach"`
 	Samples       int     `json:"samples"`
