@@ -22,13 +22,14 @@ func NtpsecPaths(t testing.TB) (ntpd, ntpdig string) {
 
 // StartNtpsecServer runs ntpsec's ntpd as a server on 127.0.0.1:123 inside
 // netns (see NewNetns; orphan mode, no clock discipline, without
-// CAP_SYS_TIME) and waits up to 15 s until ntpdig, in the same namespace,
-// gets an answer from it. It is stopped when the test ends.
-func StartNtpsecServer(t testing.TB, netns string) *Proc {
+// CAP_SYS_TIME), with extra configuration lines (NTS, for example), and
+// waits up to 15 s until ntpdig, in the same namespace, gets an answer from
+// it. It is stopped when the test ends.
+func StartNtpsecServer(t testing.TB, netns string, extra ...string) *Proc {
 	t.Helper()
 	ntpd, ntpdig := NtpsecPaths(t)
 	dir := t.TempDir()
-	path := writeConf(t, dir, "ntp.conf",
+	path := writeConf(t, dir, "ntp.conf", append([]string{
 		"tos orphan 3 orphanwait 0",
 		"disable ntp",
 		"disable kernel",
@@ -36,7 +37,7 @@ func StartNtpsecServer(t testing.TB, netns string) *Proc {
 		"restrict 127.0.0.1",
 		"interface ignore wildcard",
 		"interface listen 127.0.0.1",
-	)
+	}, extra...)...)
 	p := Start(t, ProcOptions{Name: "ntpsec-ntpd", Dir: dir, Netns: netns}, ntpd, "-n", "-c", path, "-p", filepath.Join(dir, "ntpd.pid"))
 	ip := testenv.LookPath(t, "ip", "/usr/sbin/ip", "/sbin/ip")
 	deadline := time.Now().Add(15 * time.Second)

@@ -162,3 +162,38 @@ func TestNTSClientChrony(t *testing.T) {
 		}
 	}
 }
+
+// TestNTSClientNtpsec: timed with nts: against ntpsec's ntpd serving NTS
+// (NTS-KE on 4460, NTP on 123) inside a network namespace.
+func TestNTSClientNtpsec(t *testing.T) {
+	t.Parallel()
+	testenv.RequireRoot(t)
+	peers.NtpsecPaths(t)
+	binaries(t)
+	dir := t.TempDir()
+	cert, key := writeNTSCert(t, dir)
+	ns := peers.NewNetns(t)
+	peers.StartNtpsecServer(t, ns, "nts enable", "nts cert "+cert, "nts key "+key, "nts cookie "+filepath.Join(dir, "ntpsec-cookies"))
+	cfg := simulatedStart
+	cfg.Port = 123
+	cfg.NTS = fmt.Sprintf("{ca: %s}", cert)
+	tp := startTimed(t, cfg, ns)
+	deadline := time.Now().Add(syncWithin)
+	for {
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		st, err := tp.status(ctx)
+		cancel()
+		if err == nil && st.Engine.Synchronized && math.Abs(st.Clock.OffsetFromSystem) < syncedOffset {
+			if len(st.Engine.Sources) != 1 || !st.Engine.Sources[0].Authenticated {
+				t.Errorf("sources %+v, want one authenticated", st.Engine.Sources)
+			}
+			t.Logf("synchronized to ntpsec over NTS %s after start; clock %+.1f µs from the system clock",
+				time.Since(tp.Started()).Round(100*time.Millisecond), st.Clock.OffsetFromSystem*1e6)
+			return
+		}
+		if time.Now().After(deadline) || tp.Exited() {
+			t.Fatalf("not synchronized to ntpsec over NTS within %v: %+v %v\n%s", syncWithin, st.Engine, err, tp.Tail(30))
+		}
+		time.Sleep(500 * time.Millisecond)
+	}
+}
