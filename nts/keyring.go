@@ -73,6 +73,8 @@ type KeyRing struct {
 
 	mu   sync.RWMutex
 	keys []*cookieKey // oldest first; the last one is current
+
+	sessions sessions // ciphers of recent clients' keys (server side)
 }
 
 // NewKeyRing returns an empty ring that rotates every period and keeps keys

@@ -72,11 +72,11 @@ func ReadRequest(pkt []byte, ring *KeyRing) (Request, error) {
 	if err != nil {
 		return req, fmt.Errorf("nts: request: %w", err)
 	}
-	c2s, err := aessiv.NewAESSIV(req.keys.C2S[:])
+	ciphers, err := ring.sessions.ciphers(&req.keys)
 	if err != nil {
-		return req, fmt.Errorf("nts: request: C2S key: %w", err)
+		return req, fmt.Errorf("nts: request: %w", err)
 	}
-	pt, err := c2s.Open(nil, pf.auth.ciphertext, pkt[:pf.authStart], pf.auth.nonce)
+	pt, err := ciphers.c2s.Open(nil, pf.auth.ciphertext, pkt[:pf.authStart], pf.auth.nonce)
 	if err != nil {
 		return req, fmt.Errorf("nts: request: %w", ErrAuth)
 	}
@@ -95,9 +95,7 @@ func ReadRequest(pkt []byte, ring *KeyRing) (Request, error) {
 	if err != nil {
 		return req, fmt.Errorf("nts: request: %w", err)
 	}
-	if req.s2c, err = aessiv.NewAESSIV(req.keys.S2C[:]); err != nil {
-		return req, fmt.Errorf("nts: request: S2C key: %w", err)
-	}
+	req.s2c = ciphers.s2c
 	req.cookies = min(1+valid, maxResponseCookies)
 	req.size = len(pkt)
 	return req, nil
