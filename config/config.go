@@ -131,6 +131,10 @@ type NTSClient struct {
 	// CA is a PEM file of CA certificates to trust instead of the
 	// system's roots; empty means the system's roots.
 	CA string
+	// IgnoreDatesUntilSynced skips the certificates' validity dates until
+	// the clock has been synchronized once (a clock far wrong at boot;
+	// chrony's nocerttimecheck). The chain and the name are always checked.
+	IgnoreDatesUntilSynced bool
 }
 
 // DefaultNTSKEPort is the NTS-KE port of RFC 8915.

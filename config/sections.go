@@ -255,6 +255,12 @@ func ntsField(dst *NTSClient) field {
 			{"ca", func(d *decoder, n *yaml.Node, p string) {
 				d.path(n, p, false, "use the absolute path of a PEM file of CA certificates such as /etc/timed/nts-ca.pem", &dst.CA)
 			}},
+			{"certificate_dates", func(d *decoder, n *yaml.Node, p string) {
+				var v string
+				if d.oneOf(n, p, "certificate date check", []string{"check", "ignore_until_synchronized"}, &v) {
+					dst.IgnoreDatesUntilSynced = v == "ignore_until_synchronized"
+				}
+			}},
 		})
 		if dst.Port == 0 {
 			dst.Port = DefaultNTSKEPort

@@ -16,6 +16,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"go.uber.org/zap"
@@ -52,6 +53,9 @@ type factories struct {
 	newPool   func(pc config.NTPPool, tb sources.Timebase, log *zap.Logger) poolRunner
 	// listenControl makes the control socket; it returns the path used.
 	listenControl func(path string, log *zap.Logger) (ln net.Listener, used string, err error)
+	// everSynced is set once the clock has been synchronized: NTS sources
+	// configured to ignore certificate dates until then read it.
+	everSynced *atomic.Bool
 }
 
 // Intervals of the daemon's housekeeping.
@@ -378,6 +382,9 @@ func (d *Daemon) applyLocked(c sources.Correction) {
 		d.synced = c.Sync.Synchronized
 		if d.synced {
 			d.everSynced = true
+			if d.f.everSynced != nil {
+				d.f.everSynced.Store(true)
+			}
 			d.log.Info("clock synchronized", zap.Duration("est_error", c.Sync.EstError))
 		} else {
 			d.log.Warn("clock no longer synchronized")
@@ -464,11 +471,17 @@ func changeGID(log *zap.Logger) int {
 }
 
 func defaultFactories() factories {
+	ever := new(atomic.Bool)
 	return factories{
 		newEngine: func(cfg sources.Config, log *zap.Logger) engine { return sources.NewEngine(cfg, log) },
 		newClock:  buildClock,
-		newServer: newNTPServer,
-		newPool:   newNTPPool,
+		newServer: func(sc config.NTPServer, tb sources.Timebase, log *zap.Logger) (sources.Source, error) {
+			return newNTPServer(sc, tb, log, ever)
+		},
+		newPool: func(pc config.NTPPool, tb sources.Timebase, log *zap.Logger) poolRunner {
+			return newNTPPool(pc, tb, log, ever)
+		},
+		everSynced: ever,
 		listenControl: func(path string, log *zap.Logger) (net.Listener, string, error) {
 			return listenControl(path, log, os.Getenv("XDG_RUNTIME_DIR"))
 		},

@@ -3,6 +3,7 @@ package daemon
 import (
 	"net"
 	"net/netip"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -149,5 +150,27 @@ func TestRefID(t *testing.T) {
 		if got := d.refIDLocked(tt.name); got != tt.want {
 			t.Errorf("refIDLocked(%q) = %#x, want %#x", tt.name, got, tt.want)
 		}
+	}
+}
+
+// An NTS source configured with certificate_dates:
+// ignore_until_synchronized skips the dates until the clock is synchronized
+// once, then checks them; others always check them.
+func TestNTSIgnoreDatesUntilSynced(t *testing.T) {
+	var ever atomic.Bool
+	ignoring := ntsClientConfig(config.NTSClient{Enabled: true, IgnoreDatesUntilSynced: true}, &ever)
+	checking := ntsClientConfig(config.NTSClient{Enabled: true}, &ever)
+	if ignoring.IgnoreDates == nil || !ignoring.IgnoreDates() {
+		t.Error("dates checked before the first synchronization")
+	}
+	if checking.IgnoreDates != nil {
+		t.Error("dates ignored without certificate_dates: ignore_until_synchronized")
+	}
+	ever.Store(true)
+	if ignoring.IgnoreDates() {
+		t.Error("dates still ignored after the first synchronization")
+	}
+	if ntsClientConfig(config.NTSClient{}, &ever) != nil {
+		t.Error("NTS on without nts:")
 	}
 }

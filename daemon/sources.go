@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net"
 	"strconv"
+	"sync/atomic"
 	"time"
 
 	"go.uber.org/zap"
@@ -332,7 +333,7 @@ func sleep(ctx context.Context, d time.Duration) bool {
 	}
 }
 
-func newNTPServer(sc config.NTPServer, tb sources.Timebase, log *zap.Logger) (sources.Source, error) {
+func newNTPServer(sc config.NTPServer, tb sources.Timebase, log *zap.Logger, everSynced *atomic.Bool) (sources.Source, error) {
 	return ntp.NewClient(ntp.ClientConfig{
 		Address: sc.Address,
 		Port:    sc.Port,
@@ -340,19 +341,24 @@ func newNTPServer(sc config.NTPServer, tb sources.Timebase, log *zap.Logger) (so
 		XLeave:  sc.XLeave,
 		MinPoll: sc.MinPoll,
 		MaxPoll: sc.MaxPoll,
-		NTS:     ntsClientConfig(sc.NTS),
+		NTS:     ntsClientConfig(sc.NTS, everSynced),
 	}, tb, log)
 }
 
 // ntsClientConfig is the ntp package's form of an `nts:` key (nil: off).
-func ntsClientConfig(n config.NTSClient) *ntp.NTSConfig {
+// everSynced tells whether the clock has been synchronized yet.
+func ntsClientConfig(n config.NTSClient, everSynced *atomic.Bool) *ntp.NTSConfig {
 	if !n.Enabled {
 		return nil
 	}
-	return &ntp.NTSConfig{Server: n.Server, Port: n.Port, CAFile: n.CA}
+	c := &ntp.NTSConfig{Server: n.Server, Port: n.Port, CAFile: n.CA}
+	if n.IgnoreDatesUntilSynced && everSynced != nil {
+		c.IgnoreDates = func() bool { return !everSynced.Load() }
+	}
+	return c
 }
 
-func newNTPPool(pc config.NTPPool, tb sources.Timebase, log *zap.Logger) poolRunner {
+func newNTPPool(pc config.NTPPool, tb sources.Timebase, log *zap.Logger, everSynced *atomic.Bool) poolRunner {
 	return ntp.NewPool(ntp.PoolConfig{
 		Address:    pc.Address,
 		Port:       pc.Port,
@@ -361,6 +367,6 @@ func newNTPPool(pc config.NTPPool, tb sources.Timebase, log *zap.Logger) poolRun
 		XLeave:     pc.XLeave,
 		MinPoll:    pc.MinPoll,
 		MaxPoll:    pc.MaxPoll,
-		NTS:        ntsClientConfig(pc.NTS),
+		NTS:        ntsClientConfig(pc.NTS, everSynced),
 	}, tb, log)
 }

@@ -31,6 +31,10 @@ type NTSConfig struct {
 	// CAFile is a PEM file of CA certificates to trust instead of the
 	// system's roots; empty means the system's roots.
 	CAFile string
+	// IgnoreDates, when set and true at a key exchange, skips the
+	// certificates' validity dates (the clock is not synchronized yet and
+	// may be far wrong); the chain and the name are still checked.
+	IgnoreDates func() bool
 }
 
 // Drop reasons of NTS, keys of Dropped next to the others.
@@ -87,6 +91,10 @@ func (s *session) keyExchange(ctx context.Context) bool {
 		cfg := ke.Config{Server: server, CAFile: c.cfg.NTS.CAFile}
 		if c.cfg.NTS.ServerName != "" {
 			cfg.TLS = &tls.Config{ServerName: c.cfg.NTS.ServerName}
+		}
+		if c.cfg.NTS.IgnoreDates != nil && c.cfg.NTS.IgnoreDates() {
+			cfg.SkipTimeChecks = true
+			c.log.Warn("NTS key exchange without checking the certificate's dates: the clock is not synchronized yet (certificate_dates: ignore_until_synchronized, as chrony's nocerttimecheck)")
 		}
 		start := time.Now()
 		res, err := ke.Exchange(ctx, cfg)

@@ -6,6 +6,7 @@ import (
 	"encoding/binary"
 	"net"
 	"net/netip"
+	"reflect"
 	"strings"
 	"sync"
 	"testing"
@@ -397,7 +398,7 @@ func TestPoolMemberNTS(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			p := NewPool(PoolConfig{Address: "pool.test", NTS: tt.in}, sysTimebase{}, nil)
 			got := p.memberNTS()
-			if (got == nil) != (tt.want == nil) || got != nil && *got != *tt.want {
+			if (got == nil) != (tt.want == nil) || got != nil && !reflect.DeepEqual(*got, *tt.want) {
 				t.Errorf("memberNTS() = %+v, want %+v", got, tt.want)
 			}
 		})

@@ -534,3 +534,42 @@ func BenchmarkExchange(b *testing.B) {
 		}
 	}
 }
+
+// With SkipTimeChecks (a clock not yet synchronized) an expired
+// certificate is accepted, but the chain and the name are still checked.
+func TestExchangeSkipTimeChecks(t *testing.T) {
+	ca := newTestCA(t, "test CA")
+	other := newTestCA(t, "other CA")
+	expired := ca.leaf(t, time.Now().Add(-48*time.Hour), time.Now().Add(-24*time.Hour))
+	notYet := ca.leaf(t, time.Now().Add(24*time.Hour), time.Now().Add(48*time.Hour))
+	for _, tt := range []struct {
+		name    string
+		cert    *tls.Certificate
+		tls     *tls.Config
+		wantErr string
+	}{
+		{"expired", &expired.tls, &tls.Config{RootCAs: ca.pool()}, ""},
+		{"not yet valid", &notYet.tls, &tls.Config{RootCAs: ca.pool()}, ""},
+		{"wrong CA", &expired.tls, &tls.Config{RootCAs: other.pool()}, "certificate"},
+		{"wrong name", &expired.tls, &tls.Config{RootCAs: ca.pool(), ServerName: "ntp.example.net"}, "certificate"},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			_, addr := startServer(t, ServerConfig{Certificate: tt.cert})
+			res, err := Exchange(context.Background(), Config{Server: addr, TLS: tt.tls, SkipTimeChecks: true})
+			switch {
+			case tt.wantErr == "" && err != nil:
+				t.Fatalf("Exchange: %v", err)
+			case tt.wantErr == "" && len(res.Cookies) == 0:
+				t.Error("no cookies")
+			case tt.wantErr != "" && (err == nil || !strings.Contains(err.Error(), tt.wantErr)):
+				t.Errorf("Exchange: %v, want an error about the %s", err, tt.wantErr)
+			}
+			// Without SkipTimeChecks the dates count.
+			if tt.wantErr == "" {
+				if _, err := Exchange(context.Background(), Config{Server: addr, TLS: tt.tls}); err == nil {
+					t.Error("the dates are not checked without SkipTimeChecks")
+				}
+			}
+		})
+	}
+}
