@@ -41,6 +41,7 @@ peers:
 
 vet:
 	$(GO) vet ./...
+	$(GO) vet -tags bench ./internal/ntpload/bench
 
 unit:
 	$(GO) test -timeout $(TEST_TIMEOUT) $$($(GO) list ./... | grep -v '/test/interop$$')
@@ -84,7 +85,7 @@ perf-footprint:
 BENCH_ROUNDS ?= 5
 .PHONY: bench-server
 bench-server:
-	TIMED_BENCH=1 TIMED_WRITE_PERF=1 $(GO) test -count=1 -timeout 30m -v -run '^TestServerBench$$' ./internal/ntpload/bench -args -rounds $(BENCH_ROUNDS)
+	TIMED_WRITE_PERF=1 $(GO) test -tags bench -count=1 -timeout 30m -v -run '^TestServerBench$$' ./internal/ntpload/bench -args -rounds $(BENCH_ROUNDS)
 
 clean:
 	rm -rf bin/

@@ -12,6 +12,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/timed-project/timed/config"
+	"github.com/timed-project/timed/internal/wait"
 	"github.com/timed-project/timed/ntp"
 	"github.com/timed-project/timed/sources"
 )
@@ -221,7 +222,7 @@ func (d *Daemon) runServer(ctx context.Context, sc config.NTPServer) {
 			}
 		}
 		log.Warn("ntp server failed; trying again later", zap.Error(err), zap.Duration("retry_in", delay))
-		if !sleep(ctx, delay) {
+		if !wait.For(ctx, delay) {
 			return
 		}
 		delay = min(2*delay, retryMax)
@@ -250,7 +251,7 @@ func (d *Daemon) runPool(ctx context.Context, pc config.NTPPool) {
 			delay = retryMin
 		}
 		log.Warn("ntp pool failed; trying again later", zap.Error(err), zap.Duration("retry_in", delay))
-		if !sleep(ctx, delay) {
+		if !wait.For(ctx, delay) {
 			return
 		}
 		delay = min(2*delay, retryMax)
@@ -318,18 +319,6 @@ func (p *poolRegistry) removeAll() {
 	p.d.mu.Unlock()
 	for _, n := range names {
 		p.Remove(n)
-	}
-}
-
-// sleep waits for d or ctx; it reports whether d passed.
-func sleep(ctx context.Context, d time.Duration) bool {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-ctx.Done():
-		return false
-	case <-t.C:
-		return true
 	}
 }
 

@@ -20,6 +20,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/timed-project/timed/internal/netstamp"
+	"github.com/timed-project/timed/internal/wait"
 	"github.com/timed-project/timed/nts"
 	"github.com/timed-project/timed/sources"
 )
@@ -343,7 +344,7 @@ func (c *Client) Run(ctx context.Context, r sources.Reporter) error {
 				c.unreachable.Store(true)
 				r.Polled() // an attempt that got nothing: reach shifts
 				s.missed++
-				if !sleepCtx(ctx, s.interval()) {
+				if !wait.For(ctx, s.interval()) {
 					return nil
 				}
 				continue
@@ -372,17 +373,6 @@ func (c *Client) Run(ctx context.Context, r sources.Reporter) error {
 func isLiteral(host string) bool {
 	_, err := netip.ParseAddr(host)
 	return err == nil
-}
-
-func sleepCtx(ctx context.Context, d time.Duration) bool {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-ctx.Done():
-		return false
-	case <-t.C:
-		return true
-	}
 }
 
 // host and port are the NTP server's: the configured ones, or those the

@@ -6,7 +6,6 @@ import (
 	"time"
 
 	"github.com/timed-project/timed/internal/peers"
-	"github.com/timed-project/timed/internal/testenv"
 	"github.com/timed-project/timed/sources"
 )
 
@@ -14,9 +13,6 @@ import (
 const chronyLocalRefID = 0x7f7f0101
 
 func TestInteropChronyd(t *testing.T) {
-	if testing.Short() && !testenv.PeersRequired() {
-		t.Skip("real peer; -short leaves it out (never under TIMED_REQUIRE_PEERS=1)")
-	}
 	for _, tc := range []struct {
 		addr    string
 		stratum int

@@ -11,6 +11,7 @@ import (
 
 	"go.uber.org/zap"
 
+	"github.com/timed-project/timed/internal/wait"
 	"github.com/timed-project/timed/nts"
 	"github.com/timed-project/timed/nts/ke"
 )
@@ -124,7 +125,7 @@ func (s *session) keyExchange(ctx context.Context) bool {
 		} else {
 			s.keRetry = min(2*s.keRetry, ntsRetryMax)
 		}
-		if !sleepCtx(ctx, max(s.keRetry, s.interval())) {
+		if !wait.For(ctx, max(s.keRetry, s.interval())) {
 			return false
 		}
 	}

@@ -12,6 +12,7 @@ import (
 
 	"go.uber.org/zap"
 
+	"github.com/timed-project/timed/internal/wait"
 	"github.com/timed-project/timed/sources"
 )
 
@@ -119,7 +120,7 @@ func (p *Pool) Run(ctx context.Context, reg sources.Registry) error {
 				retry = 10 * time.Second
 			}
 		}
-		if !sleepCtx(ctx, next) {
+		if !wait.For(ctx, next) {
 			return nil
 		}
 	}

@@ -5,7 +5,7 @@
 // The benchmark itself is TestServerBench, which runs only when asked:
 //
 //	make bench-server
-//	TIMED_BENCH=1 go test -count=1 -timeout 30m -v -run '^TestServerBench$' ./internal/ntpload/bench -args -rounds 5
+//	go test -tags bench -count=1 -timeout 30m -v -run '^TestServerBench$' ./internal/ntpload/bench -args -rounds 5
 //
 // With TIMED_WRITE_PERF=1 it rewrites the part of docs/PERFORMANCE.md between
 // the markers "<!-- server:begin -->" and "<!-- server:end -->". This file

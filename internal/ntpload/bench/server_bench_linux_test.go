@@ -1,4 +1,4 @@
-//go:build linux
+//go:build linux && bench
 
 package bench
 
@@ -84,9 +84,6 @@ type env struct {
 const benchNice = -20
 
 func TestServerBench(t *testing.T) {
-	if os.Getenv("TIMED_BENCH") != "1" {
-		t.Skip("the server benchmark takes minutes: run it with TIMED_BENCH=1 (make bench-server)")
-	}
 	e := setup(t)
 	servers := strings.Split(*flagServers, ",")
 	var legs []Leg
@@ -499,7 +496,7 @@ func (e *env) report(legs []Leg, spreads []Spread, memory []memoryRow) string {
 	if e.niced {
 		nice = fmt.Sprintf("Servers and load generator run at nice %d. ", benchNice)
 	}
-	fmt.Fprintf(&b, "Written by `make bench-server` (`TIMED_BENCH=1 go test -run '^TestServerBench$' ./internal/ntpload/bench`), %s, %s, %d CPUs, %s.\n\n",
+	fmt.Fprintf(&b, "Written by `make bench-server` (`go test -tags bench -run '^TestServerBench$' ./internal/ntpload/bench`), %s, %s, %d CPUs, %s.\n\n",
 		kernel(), cpuModel(), runtime.NumCPU(), time.Now().UTC().Format("2006-01-02"))
 	fmt.Fprintf(&b, "Method: in each of %d rounds, chronyd 4.3 (`chronyd -x -d`, CAP_SYS_TIME dropped, `local stratum 1`, `ratelimit interval -19 burst 255 leak 0`: "+
 		"its rate limit is on but out of reach), timed (virtual clock, `local: {stratum: 1}`, rate limits on with `interval: 1us` and `prefix_interval: 100ns`, out of reach) "+
