@@ -234,7 +234,12 @@ const (
 	// corrTimeRatio: a phase error that is no larger than its uncertainty is
 	// corrected over this many poll intervals of the reference; larger
 	// errors are corrected faster, in proportion to how sure they are.
-	corrTimeRatio = 4.0
+	corrTimeRatio = 1.5
+	// uncertaintySlew: a phase error is corrected within this fraction of
+	// the time over which the frequency uncertainty adds up to the phase
+	// uncertainty (σx/σf): early on, while the frequency is poorly known,
+	// that is seconds; once both are well known, the poll rule above wins.
+	uncertaintySlew = 0.3
 	// fastCorrection: a phase error beyond this many standard deviations is
 	// corrected faster than corrTimeRatio says.
 	fastCorrection = 3.0
@@ -347,6 +352,12 @@ func (e *Engine) Update(now time.Time) Correction {
 		if ratio < 1 {
 			tau *= ratio * ratio
 		}
+	}
+	if tc := uncertaintySlew * e.lastUnc / e.lastFreqUnc; tc < tau {
+		// While the frequency is uncertain, the clock drifts from the
+		// estimate anyway: following the estimate's phase quickly costs
+		// little frequency error beside that uncertainty.
+		tau = tc
 	}
 	if q := refSrc.f.est.q; q > 0 && phase != 0 {
 		// The oscillator's own wander moves the frequency by about

@@ -57,14 +57,11 @@ func chronyModel(name, title string) *Scenario {
 	}
 }
 
-// boundLimit: where the figure lies at or below what the best linear
-// filter can reach (LinearBound), the scenario is judged on how close the
-// engine comes to that bound instead.
-const boundLimit = 1.25
-
 // boundChecks shows LinearBound for the scenario and judges the engine's
-// RMS offset against it.
-func boundChecks(sc *Scenario) []Check {
+// RMS offset against it: limit is the largest ratio accepted, so that the
+// engine keeps what it reached (the issue's own figure is shown beside it by
+// goalOffset).
+func boundChecks(sc *Scenario, limit float64) []Check {
 	var once sync.Once
 	var bound float64
 	get := func() float64 {
@@ -74,16 +71,16 @@ func boundChecks(sc *Scenario) []Check {
 	return []Check{
 		{Metric: "RMS offset of the optimal linear filter", Unit: "µs", Scale: 1e6, Limit: none,
 			Value: func(*Result) float64 { return get() }},
-		{Metric: "RMS offset / optimal linear filter's", Unit: "×", Scale: 1, Limit: boundLimit,
+		{Metric: "RMS offset / optimal linear filter's", Unit: "×", Scale: 1, Limit: limit,
 			Value: func(r *Result) float64 { return r.RMSOffset / get() }},
 	}
 }
 
-// goalOffset reports the RMS offset beside the goal without judging
-// it: the goal lies below LinearBound (see docs/PERFORMANCE.md).
+// goalOffset reports the RMS offset beside the goal, which the
+// engine does not meet yet (see docs/PERFORMANCE.md), without judging it.
 func goalOffset(goalMicro float64, chrony string) Check {
 	c := rmsOffset(none, chrony)
-	c.Metric = fmt.Sprintf("RMS offset (issue's goal %s: below the linear bound)", FormatValue(goalMicro, "µs"))
+	c.Metric = fmt.Sprintf("RMS offset (issue's goal %s, not met yet)", FormatValue(goalMicro, "µs"))
 	return c
 }
 
@@ -144,12 +141,12 @@ func Scenarios() []*Scenario {
 	s3 := chronyModel("3", "large jitter (100 ms), start 1 s off")
 	s3.InitialOffset = 1
 	s3.Servers[0].Path.Jitter = 100e-3
-	s3.Checks = append([]Check{goalOffset(8000, "16.5 ms")}, boundChecks(s3)...)
+	s3.Checks = append([]Check{goalOffset(8000, "16.5 ms")}, boundChecks(s3, 1.0)...)
 	out = append(out, s3)
 
 	s4 := chronyModel("4", "large wander (1e-7)")
 	s4.Oscillator.Wander = 1e-7
-	s4.Checks = append([]Check{goalOffset(70, "140 µs")}, boundChecks(s4)...)
+	s4.Checks = append([]Check{goalOffset(70, "140 µs")}, boundChecks(s4, 1.12)...)
 	out = append(out, s4)
 
 	s5 := chronyModel("5", "asymmetric jitter (500 µs, ×0.06 up, ×1.94 down), 100000 s")

@@ -1,0 +1,94 @@
+package sources
+
+import (
+	"math"
+	"testing"
+)
+
+// posterior integrates the exact posterior of x (prior N(mu, p00)) given
+// y = x + g + u, g ~ N(0, gv), u ~ U(−h, h), on a fine grid.
+func posterior(mu, p00, y, gv, h float64) (mean, variance float64) {
+	sd := math.Sqrt(p00)
+	lo, hi := mu-12*sd, mu+12*sd
+	const n = 200000
+	dx := (hi - lo) / n
+	g := math.Sqrt(gv)
+	var w0, w1, w2 float64
+	for i := 0; i < n; i++ {
+		x := lo + (float64(i)+0.5)*dx
+		prior := math.Exp(-(x - mu) * (x - mu) / (2 * p00))
+		like := 0.5*math.Erfc(-(y-x+h)/(g*math.Sqrt2)) - 0.5*math.Erfc(-(y-x-h)/(g*math.Sqrt2))
+		w := prior * like
+		w0 += w
+		w1 += w * x
+		w2 += w * x * x
+	}
+	mean = w1 / w0
+	return mean, w2/w0 - mean*mean
+}
+
+func TestTruncatedUpdate(t *testing.T) {
+	tests := []struct {
+		name            string
+		mu, p00, y, h   float64
+		wantOK          bool
+		checkAgainstInt bool
+	}{
+		{"band wide next to the prediction", 0, 1e-8, 2e-5, 1e-3, true, true},
+		{"band narrow next to the prediction", 0, 1e-8, 5e-5, 1e-6, true, true},
+		{"band as wide as the prediction", 0, 1e-8, 1e-4, 1e-4, true, true},
+		{"band on the prediction's edge", 0, 1e-8, 4e-4, 2e-4, true, true},
+		{"band negligible: the Kalman update is used", 0, 1e-8, 1e-5, 1e-9, false, false},
+		{"band far outside the prediction", 0, 1e-8, 1, 1e-4, false, false},
+	}
+	const gv = 1e-14
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			// A correlated frequency: b moves with x by p01/p00.
+			p01, p11 := 0.5e-10, 1e-12
+			e, ll, ok := truncatedUpdate(tc.mu, 0, tc.p00, p01, p11, tc.y, gv, tc.h)
+			if ok != tc.wantOK {
+				t.Fatalf("ok = %v, want %v", ok, tc.wantOK)
+			}
+			if !ok {
+				return
+			}
+			if math.IsNaN(ll) || math.IsInf(ll, 0) {
+				t.Errorf("log-likelihood %v", ll)
+			}
+			mean, variance := posterior(tc.mu, tc.p00, tc.y, gv, tc.h)
+			sd := math.Sqrt(tc.p00)
+			if math.Abs(e.x-mean) > 1e-3*sd {
+				t.Errorf("x = %.6g, exact posterior mean %.6g", e.x, mean)
+			}
+			if math.Abs(e.p00-variance) > 1e-3*tc.p00 {
+				t.Errorf("p00 = %.6g, exact posterior variance %.6g", e.p00, variance)
+			}
+			// b follows x through their covariance.
+			if want := p01 / tc.p00 * (e.x - tc.mu); math.Abs(e.b-want) > 1e-6*math.Abs(want)+1e-18 {
+				t.Errorf("b = %.6g, want %.6g", e.b, want)
+			}
+			if e.p00 <= 0 || e.p11 <= 0 || e.p01*e.p01 > e.p00*e.p11*(1+1e-9) {
+				t.Errorf("covariance not positive definite: %g %g %g", e.p00, e.p01, e.p11)
+			}
+		})
+	}
+}
+
+// A wide band that contains the whole prediction says almost nothing; a
+// linear filter would have taken its variance h²/3 at face value.
+func TestTruncatedUpdateWideBandChangesLittle(t *testing.T) {
+	e, _, ok := truncatedUpdate(0, 0, 1e-10, 0, 1e-12, 3e-4, 1e-16, 1e-3)
+	if !ok {
+		t.Fatal("not ok")
+	}
+	if math.Abs(e.x) > 1e-9 || e.p00 < 0.99e-10 {
+		t.Errorf("x = %g, p00 = %g: a band 100 times wider than the prediction moved it", e.x, e.p00)
+	}
+	k := kalmanX(0, 1e-10, 3e-4, 1e-16+1e-6/3)
+	if math.Abs(k) < math.Abs(e.x) {
+		t.Errorf("linear update moved x by %g, bounded update by %g", k, e.x)
+	}
+}
+
+func kalmanX(mu, p00, y, r float64) float64 { return mu + p00/(p00+r)*(y-mu) }
