@@ -69,8 +69,8 @@ func (s *ClientSession) appendRequest(dst, cookie []byte, placeholders int, rand
 	if placeholders < 0 || placeholders > MaxPlaceholders {
 		return dst, id, fmt.Errorf("nts: request: %d cookie placeholders, want 0..%d", placeholders, MaxPlaceholders)
 	}
+	size := len(dst) + RequestFieldsLen(len(cookie), placeholders)
 	ef := 4 + pad4(len(cookie))
-	size := len(dst) + 4 + UniqueIDLen + ef*(1+placeholders) + 8 + authNonceLen + aessiv.BlockSize
 	if size > maxPacketLen {
 		return dst, id, fmt.Errorf("nts: request of %d bytes, longer than %d", size, maxPacketLen)
 	}
@@ -88,6 +88,13 @@ func (s *ClientSession) appendRequest(dst, cookie []byte, placeholders int, rand
 		return dst[:orig], id, fmt.Errorf("nts: request: %w", err)
 	}
 	return out, id, nil
+}
+
+// RequestFieldsLen is the length of the NTS fields AppendRequest appends
+// for a cookie of cookieLen bytes and that many placeholders.
+func RequestFieldsLen(cookieLen, placeholders int) int {
+	ef := 4 + pad4(cookieLen)
+	return 4 + UniqueIDLen + ef*(1+placeholders) + 8 + authNonceLen + aessiv.BlockSize
 }
 
 // binaryAppendHeader appends an extension field header of total length n.

@@ -27,6 +27,7 @@ import (
 	"go.uber.org/zap/zapcore"
 
 	"github.com/timed-project/timed/internal/ntpload"
+	"github.com/timed-project/timed/nts/ke"
 )
 
 func main() {
@@ -51,6 +52,9 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	fs.BoolVar(&o.NoGSO, "no-gso", false, "send each request as a datagram of its own (plain sendmmsg)")
 	fs.DurationVar(&o.Wait, "wait", 500*time.Millisecond, "how long to wait for responses after the last request")
 	fs.IntVar(&o.ServerPID, "pid", 0, "the server's process ID, to report its CPU time")
+	ntsKE := fs.String("nts", "", "send NTS requests, with keys and cookies from this NTS-KE server (HOST:PORT)")
+	ntsCA := fs.String("nts-ca", "", "PEM file of the CA certificates to trust for -nts (default: the system's)")
+	ntsClients := fs.Int("nts-clients", 16, "NTS-KE exchanges for -nts: each makes one client, and the sources are dealt out among them")
 	fs.Usage = func() {
 		fmt.Fprintln(stderr, "Usage: ntpload [flags] ADDRESS:PORT")
 		fs.PrintDefaults()
@@ -90,6 +94,12 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	defer func() { _ = log.Sync() }()
 	o.Logger = log
 
+	if *ntsKE != "" {
+		if o.NTS, err = ntpload.KeyExchange(ctx, ke.Config{Server: *ntsKE, CAFile: *ntsCA}, *ntsClients); err != nil {
+			fmt.Fprintf(stderr, "%v\n", err)
+			return 1
+		}
+	}
 	res, err := ntpload.Run(ctx, o)
 	if res == nil {
 		fmt.Fprintf(stderr, "%v\n", err)

@@ -32,6 +32,8 @@ import (
 	"time"
 
 	"go.uber.org/zap"
+
+	"github.com/timed-project/timed/nts"
 )
 
 // Options says how to load a server. The zero value of a field means its
@@ -69,8 +71,23 @@ type Options struct {
 	// ServerPID, when not 0, is the server's process: its CPU time over
 	// the measurement is reported.
 	ServerPID int
+	// NTS, when not empty, makes every request an NTS-protected one
+	// (RFC 8915): the source addresses are dealt out among these clients,
+	// and each request carries a fresh unique identifier, the client's
+	// cookie and an authenticator sealed with its key, so the server does
+	// all of an NTS request's work. The cookies must all be as long.
+	NTS []NTSClient
 	// Logger receives warnings (nil: none).
 	Logger *zap.Logger
+}
+
+// NTSClient is one NTS client's keys and a cookie, from an NTS-KE
+// exchange with the server (see KeyExchange). Its cookie is sent again and
+// again, which servers accept (they keep no record of cookies used); a
+// real client would use each once.
+type NTSClient struct {
+	Session *nts.ClientSession
+	Cookie  []byte
 }
 
 // MaxSources is the number of distinct source addresses there are from
@@ -83,12 +100,15 @@ const MaxBurst = 64
 
 // Result is what a run measured. Rates are per second of sending time.
 type Result struct {
-	Server  string  `json:"server"`
-	Sources int     `json:"sources"`
-	Workers int     `json:"workers"`
-	Burst   int     `json:"burst"`
-	GSO     bool    `json:"gso"`
-	Offered float64 `json:"offered_rate"` // requests/s asked for; 0 = maximal
+	Server  string `json:"server"`
+	Sources int    `json:"sources"`
+	Workers int    `json:"workers"`
+	Burst   int    `json:"burst"`
+	GSO     bool   `json:"gso"`
+	NTS     bool   `json:"nts,omitempty"`
+	// RequestLen is the length of each request in bytes.
+	RequestLen int     `json:"request_len"`
+	Offered    float64 `json:"offered_rate"` // requests/s asked for; 0 = maximal
 	// Seconds is how long requests were sent.
 	Seconds float64 `json:"duration_s"`
 
@@ -189,10 +209,23 @@ func (o Options) withDefaults() (Options, error) {
 	case o.Burst < 1 || o.Burst > MaxBurst:
 		return o, fmt.Errorf("ntpload: burst %d: want 1 to %d", o.Burst, MaxBurst)
 	}
+	for i, c := range o.NTS {
+		if c.Session == nil || len(c.Cookie) == 0 || len(c.Cookie) != len(o.NTS[0].Cookie) {
+			return o, fmt.Errorf("ntpload: NTS client %d: want keys and a cookie as long as the others'", i)
+		}
+	}
 	if _, err := sourceAddr(o.FirstSource, o.Sources-1); err != nil {
 		return o, err
 	}
 	return o, nil
+}
+
+// requestLen is the length of each request o makes.
+func requestLen(o Options) int {
+	if len(o.NTS) == 0 {
+		return headerLen
+	}
+	return headerLen + nts.RequestFieldsLen(len(o.NTS[0].Cookie), 0)
 }
 
 // sourceAddr is the i-th source address from first on, skipping addresses

@@ -19,6 +19,9 @@ func (r *Result) WriteText(w io.Writer) error {
 	if !r.GSO {
 		mode = "plain sendmmsg"
 	}
+	if r.NTS {
+		mode += fmt.Sprintf(", NTS, %d-byte requests", r.RequestLen)
+	}
 	rows := [][2]string{
 		{"server", r.Server},
 		{"load", fmt.Sprintf("%s for %.2f s from %d source addresses, %d workers, bursts of %d (%s)", offered, r.Seconds, r.Sources, r.Workers, r.Burst, mode)},

@@ -64,6 +64,7 @@ func Run(ctx context.Context, o Options) (*Result, error) {
 	}
 	res := &Result{
 		Server: o.Server.String(), Sources: o.Sources, Workers: o.Workers, Burst: o.Burst, GSO: !o.NoGSO,
+		NTS: len(o.NTS) > 0, RequestLen: requestLen(o),
 		Offered: o.Rate, ServerPID: o.ServerPID, Kisses: map[string]uint64{},
 	}
 	var cpu0 time.Duration
@@ -136,15 +137,18 @@ type worker struct {
 	err     error
 
 	// Sending.
-	seq   uint64
-	next  int // index into sources of the current burst's source
-	left  int // requests left in the current burst
-	smsgs []unix.Mmsghdr
-	siov  []unix.Iovec
-	sbuf  []byte
-	soob  []byte
-	sn    int // messages filled
-	sent  uint64
+	seq uint64
+	// With NTS, clients[i] is the NTS client of sources[i].
+	clients []*NTSClient
+	reqLen  int // bytes per request
+	next    int // index into sources of the current burst's source
+	left    int // requests left in the current burst
+	smsgs   []unix.Mmsghdr
+	siov    []unix.Iovec
+	sbuf    []byte
+	soob    []byte
+	sn      int // messages filled
+	sent    uint64
 
 	// Receiving.
 	rmsgs      [batchMsgs]unix.Mmsghdr
@@ -175,7 +179,7 @@ var (
 )
 
 func newWorker(o Options, index int) (*worker, error) {
-	w := &worker{burst: o.Burst, gso: !o.NoGSO, kisses: map[[4]byte]uint64{}}
+	w := &worker{burst: o.Burst, gso: !o.NoGSO, kisses: map[[4]byte]uint64{}, reqLen: requestLen(o)}
 	w.server.Family = unix.AF_INET
 	w.server.Addr = o.Server.Addr().As4()
 	binary.BigEndian.PutUint16((*[2]byte)(unsafe.Pointer(&w.server.Port))[:], o.Server.Port())
@@ -195,6 +199,11 @@ func newWorker(o Options, index int) (*worker, error) {
 		}
 	}
 	w.next = -1 // the first burst takes sources[0]
+	if len(o.NTS) > 0 {
+		for i := range w.sources {
+			w.clients = append(w.clients, &o.NTS[(index+i*o.Workers)%len(o.NTS)])
+		}
+	}
 
 	// The ring of requests in flight must hold what is sent while a
 	// response may still come: at a maximal rate about a second's worth.
@@ -258,20 +267,20 @@ func (w *worker) prepare() {
 	}
 	w.smsgs = make([]unix.Mmsghdr, msgs)
 	w.siov = make([]unix.Iovec, msgs)
-	w.sbuf = make([]byte, msgs*per*headerLen)
+	w.sbuf = make([]byte, msgs*per*w.reqLen)
 	w.soob = make([]byte, msgs*sendOOBLen)
 	for i := range w.smsgs {
 		h := &w.smsgs[i].Hdr
 		h.Name = (*byte)(unsafe.Pointer(&w.server))
 		h.Namelen = unix.SizeofSockaddrInet4
-		w.siov[i].Base = &w.sbuf[i*per*headerLen]
-		w.siov[i].SetLen(headerLen)
+		w.siov[i].Base = &w.sbuf[i*per*w.reqLen]
+		w.siov[i].SetLen(w.reqLen)
 		h.Iov = &w.siov[i]
 		h.SetIovlen(1)
 		oob := w.soob[i*sendOOBLen : (i+1)*sendOOBLen]
 		putCmsgHeader(oob, unix.IPPROTO_IP, unix.IP_PKTINFO, unix.SizeofInet4Pktinfo)
 		putCmsgHeader(oob[pktinfoSpace:], unix.IPPROTO_UDP, unix.UDP_SEGMENT, 2)
-		binary.NativeEndian.PutUint16(oob[pktinfoSpace+unix.CmsgLen(0):], headerLen)
+		binary.NativeEndian.PutUint16(oob[pktinfoSpace+unix.CmsgLen(0):], uint16(w.reqLen))
 		h.Control = &oob[0]
 		if w.gso {
 			h.SetControllen(sendOOBLen)
@@ -367,7 +376,7 @@ func (w *worker) run(ctx context.Context, d time.Duration, rate float64, wait ti
 			}
 			if want > 0 {
 				w.fill(int(want))
-				if !w.sendmmsg() {
+				if w.err != nil || !w.sendmmsg() {
 					return
 				}
 				sleep = 0
@@ -402,11 +411,19 @@ func (w *worker) fill(n int) {
 			w.seq++
 			hi := rand.Uint32() | 1 // never a zero cookie
 			cookie := uint64(hi)<<32 | w.seq&0xffffffff
-			request(buf[j*headerLen:], cookie)
+			b := buf[j*w.reqLen : (j+1)*w.reqLen]
+			request(b, cookie)
+			if w.clients != nil {
+				c := w.clients[w.next]
+				// In place: b has room for the NTS fields.
+				if _, _, err := c.Session.AppendRequest(b[:headerLen], c.Cookie, 0); err != nil && w.err == nil {
+					w.err = err
+				}
+			}
 			s := &w.ring[cookie&w.mask]
 			s.sent, s.cookie = t, cookie
 		}
-		w.siov[m].SetLen(k * headerLen)
+		w.siov[m].SetLen(k * w.reqLen)
 		w.left -= k
 		m++
 		n -= k
@@ -422,7 +439,7 @@ func (w *worker) sendmmsg() bool {
 		switch errno {
 		case 0:
 			for i := off; i < off+int(n); i++ {
-				w.sent += uint64(w.siov[i].Len) / headerLen
+				w.sent += uint64(w.siov[i].Len) / uint64(w.reqLen)
 			}
 			off += int(n)
 		case unix.EINTR:

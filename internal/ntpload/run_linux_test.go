@@ -4,6 +4,7 @@ package ntpload
 
 import (
 	"context"
+	"crypto/rand"
 	"encoding/binary"
 	"math"
 	"net"
@@ -14,6 +15,8 @@ import (
 	"time"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/timed-project/timed/nts"
 )
 
 // responder is a tiny NTP server for tests: for the i-th request it sends
@@ -333,5 +336,78 @@ func TestRxqOverflow(t *testing.T) {
 		if got != tt.want || ok != tt.ok {
 			t.Errorf("%s: rxqOverflow = %d, %v; want %d, %v", tt.name, got, ok, tt.want, tt.ok)
 		}
+	}
+}
+
+// TestRunNTS: with NTS clients, every request is an NTS request that an
+// NTS server accepts (unique identifier, cookie, authenticator), the
+// sources are dealt out among the clients, and the responses are counted.
+func TestRunNTS(t *testing.T) {
+	ring, err := nts.NewKeyRing(time.Hour, 2)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := ring.Rotate(time.Now()); err != nil {
+		t.Fatal(err)
+	}
+	var clients []NTSClient
+	for range 3 {
+		c2s, s2c := make([]byte, 32), make([]byte, 32)
+		_, _ = rand.Read(c2s)
+		_, _ = rand.Read(s2c)
+		cookies, err := ring.MakeCookies(nts.AEADAESSIVCMAC256, c2s, s2c, 1)
+		if err != nil {
+			t.Fatal(err)
+		}
+		sess, err := nts.NewClientSession(nts.AEADAESSIVCMAC256, c2s, s2c)
+		if err != nil {
+			t.Fatal(err)
+		}
+		clients = append(clients, NTSClient{Session: sess, Cookie: cookies[0]})
+	}
+	var mu sync.Mutex
+	bad, ids := 0, map[string]bool{}
+	r := startResponder(t, func(i int, pkt []byte) ([][]byte, bool) {
+		req, err := nts.ReadRequest(pkt, ring)
+		mu.Lock()
+		defer mu.Unlock()
+		if err != nil {
+			bad++
+			return nil, false
+		}
+		ids[string(req.UniqueID)] = true
+		out, err := req.AppendResponse(answer(pkt, ""), ring)
+		if err != nil {
+			bad++
+			return nil, false
+		}
+		return [][]byte{out}, false
+	})
+	for _, gso := range []bool{true, false} {
+		res, err := Run(context.Background(), Options{Server: r.addr(), Sources: 6, Rate: 4000, Duration: 200 * time.Millisecond,
+			Burst: 4, NoGSO: !gso, Wait: 200 * time.Millisecond, NTS: clients})
+		if err != nil {
+			t.Fatal(err)
+		}
+		mu.Lock()
+		if bad != 0 {
+			t.Errorf("GSO %v: the server refused %d requests", gso, bad)
+		}
+		if uint64(len(ids)) < res.Sent {
+			t.Errorf("GSO %v: %d unique identifiers in %d requests", gso, len(ids), res.Sent)
+		}
+		mu.Unlock()
+		if res.Sent < 400 || res.Answered != res.Sent || res.Malformed != 0 || res.Unmatched != 0 {
+			t.Errorf("GSO %v: sent %d, answered %d, malformed %d, unmatched %d: want all answered", gso, res.Sent, res.Answered, res.Malformed, res.Unmatched)
+		}
+		if !res.NTS || res.RequestLen != headerLen+nts.RequestFieldsLen(len(clients[0].Cookie), 0) {
+			t.Errorf("result says NTS %v, %d-byte requests", res.NTS, res.RequestLen)
+		}
+	}
+	// Cookies of different lengths are refused.
+	short := append([]NTSClient{}, clients...)
+	short[1].Cookie = short[1].Cookie[:len(short[1].Cookie)-4]
+	if _, err := Run(context.Background(), Options{Server: r.addr(), NTS: short}); err == nil {
+		t.Error("cookies of different lengths accepted")
 	}
 }
