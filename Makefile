@@ -87,5 +87,12 @@ BENCH_ROUNDS ?= 5
 bench-server:
 	TIMED_WRITE_PERF=1 $(GO) test -tags bench -count=1 -timeout 30m -v -run '^TestServerBench$$' ./internal/ntpload/bench -args -rounds $(BENCH_ROUNDS)
 
+# bench-nts: chronyd's and timed's NTS servers side by side (NTS responses per
+# CPU-second, NTS-KE exchanges per second); rewrites the NTS section of
+# docs/PERFORMANCE.md.
+.PHONY: bench-nts
+bench-nts:
+	TIMED_WRITE_PERF=1 $(GO) test -tags bench -count=1 -timeout 30m -v -run '^TestNTSBench$$' ./internal/ntpload/bench -args -nts-rounds $(BENCH_ROUNDS)
+
 clean:
 	rm -rf bin/

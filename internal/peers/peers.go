@@ -16,6 +16,7 @@
 package peers
 
 import (
+	"fmt"
 	"net"
 	"net/netip"
 	"os"
@@ -98,6 +99,26 @@ func FreeUDPPort(t testing.TB, addr netip.Addr) int {
 	}
 	defer c.Close()
 	return c.LocalAddr().(*net.UDPAddr).Port
+}
+
+// FreeTCPPort returns a TCP port that was free on 127.0.0.1 and ::1 a
+// moment ago.
+func FreeTCPPort(t testing.TB) int {
+	t.Helper()
+	for range 20 {
+		ln, err := net.Listen("tcp4", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		port := ln.Addr().(*net.TCPAddr).Port
+		ln.Close()
+		if ln6, err := net.Listen("tcp6", fmt.Sprintf("[::1]:%d", port)); err == nil {
+			ln6.Close()
+			return port
+		}
+	}
+	t.Fatal("no free TCP port")
+	return 0
 }
 
 // writeConf writes lines as the file name in dir and returns its path.

@@ -573,3 +573,23 @@ func TestExchangeSkipTimeChecks(t *testing.T) {
 		})
 	}
 }
+
+// The server uses a classical key exchange even with a client that offers
+// the hybrid post-quantum one first (Go's default): see keyExchangeGroups.
+func TestServerKeyExchangeGroup(t *testing.T) {
+	ca := newTestCA(t, "test CA")
+	leaf := ca.validLeaf(t)
+	_, addr := startServer(t, ServerConfig{Certificate: &leaf.tls})
+	for _, offered := range [][]tls.CurveID{nil, {tls.X25519MLKEM768, tls.X25519}, {tls.CurveP256}} {
+		conn, err := tls.Dial("tcp", addr, &tls.Config{RootCAs: ca.pool(), ServerName: "localhost", NextProtos: []string{ALPN},
+			MinVersion: tls.VersionTLS13, CurvePreferences: offered})
+		if err != nil {
+			t.Fatalf("offering %v: %v", offered, err)
+		}
+		got := conn.ConnectionState().CurveID
+		conn.Close()
+		if got != tls.X25519 && got != tls.CurveP256 {
+			t.Errorf("offering %v: key exchange %v, want X25519 or P-256", offered, got)
+		}
+	}
+}

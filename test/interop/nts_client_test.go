@@ -6,7 +6,6 @@ import (
 	"context"
 	"fmt"
 	"math"
-	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -25,25 +24,6 @@ import (
 func writeNTSCert(t *testing.T, dir string) (certFile, keyFile string) {
 	c := testcert.New(t, dir)
 	return c.CertFile, c.KeyFile
-}
-
-// freeTCPPort returns a TCP port free on 127.0.0.1 and ::1 a moment ago.
-func freeTCPPort(t *testing.T) int {
-	t.Helper()
-	for range 20 {
-		ln, err := net.Listen("tcp4", "127.0.0.1:0")
-		if err != nil {
-			t.Fatal(err)
-		}
-		port := ln.Addr().(*net.TCPAddr).Port
-		ln.Close()
-		if ln6, err := net.Listen("tcp6", fmt.Sprintf("[::1]:%d", port)); err == nil {
-			ln6.Close()
-			return port
-		}
-	}
-	t.Fatal("no free TCP port")
-	return 0
 }
 
 // TestNTSClientChrony: timed (virtual clock, 200 ms and +50 ppm off) with
@@ -66,7 +46,7 @@ func TestNTSClientChrony(t *testing.T) {
 		}
 	}
 	sock := filepath.Join(sockDir, "chronyd.sock")
-	kePort := freeTCPPort(t)
+	kePort := peers.FreeTCPPort(t)
 	srv := peers.StartChronyServer(t, peers.ChronyOptions{RunAsRoot: true, Extra: []string{
 		fmt.Sprintf("ntsport %d", kePort),
 		"ntsservercert " + certFile,

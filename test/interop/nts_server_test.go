@@ -42,7 +42,7 @@ func TestServeNTSChronyd(t *testing.T) {
 	cert, key := writeNTSCert(t, dir)
 	keyFile := filepath.Join(dir, "nts-keys")
 	port := peers.FreeUDPPort(t, netip.MustParseAddr("127.0.0.1"))
-	kePort := freeTCPPort(t)
+	kePort := peers.FreeTCPPort(t)
 	tp := startTimed(t, timedConfig{SimOffset: "0ms", NoSources: true,
 		Extra: serverSection(fmt.Sprintf("127.0.0.1:%d", port), "local: {stratum: 5}", "rate_limit: {interval: 0}",
 			fmt.Sprintf("nts: {listen: [\"127.0.0.1:%d\"], certificate: %s, key: %s, key_file: %s}", kePort, cert, key, keyFile))}, "")
@@ -111,7 +111,7 @@ func TestNTSTimedToTimed(t *testing.T) {
 	dir := t.TempDir()
 	cert, key := writeNTSCert(t, dir)
 	port := peers.FreeUDPPort(t, netip.MustParseAddr("127.0.0.1"))
-	kePort := freeTCPPort(t)
+	kePort := peers.FreeTCPPort(t)
 	srv := startTimed(t, timedConfig{Name: "server", SimOffset: "3ms", NoSources: true,
 		Extra: serverSection(fmt.Sprintf("127.0.0.1:%d", port), "local: {stratum: 3}", "rate_limit: {interval: 0}",
 			fmt.Sprintf("nts: {listen: [\"127.0.0.1:%d\"], certificate: %s, key: %s, key_file: %s}", kePort, cert, key, filepath.Join(dir, "keys")))}, "")

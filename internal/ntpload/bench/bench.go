@@ -67,14 +67,17 @@ type Spread struct {
 	PerCPU []float64
 }
 
-// figure is one row of the summary: how to read it from a leg.
-type figure struct {
+// metric is one row of a summary: how to read it from a leg of type L.
+type metric[L any] struct {
 	name   string
 	format string
-	get    func(l *Leg) float64
+	get    func(l *L) float64
 	// ratio says whether ratios between servers mean something for it.
 	ratio bool
 }
+
+// figure is a row of the NTP benchmark's summary.
+type figure = metric[Leg]
 
 var figures = []figure{
 	{"responses/s at a saturating rate", "%.0f", func(l *Leg) float64 { return l.Max.ResponseRate }, true},
@@ -269,6 +272,13 @@ func Goals(legs []Leg, rounds int) (lines []string, ok bool) {
 	return lines, ok
 }
 
+// goalLines appends "- line" for each of lines to b.
+func goalLines(b *strings.Builder, lines []string) {
+	for _, l := range lines {
+		b.WriteString("- " + l + "\n")
+	}
+}
+
 func verdict(pass bool) string {
 	if pass {
 		return "pass"
@@ -276,15 +286,17 @@ func verdict(pass bool) string {
 	return "FAIL"
 }
 
-// Section markers in docs/PERFORMANCE.md.
+// Sections of docs/PERFORMANCE.md that the benchmarks write.
 const (
-	beginMarker = "<!-- server:begin -->"
-	endMarker   = "<!-- server:end -->"
+	ServerSection = "server"
+	NTSSection    = "nts"
 )
 
-// WriteSection replaces the text between the server markers of the file at
-// path with body; the markers must be there, in order.
-func WriteSection(path, body string) error {
+// WriteSection replaces the text between the markers "<!-- NAME:begin -->"
+// and "<!-- NAME:end -->" of the file at path with body; the markers must
+// be there, in order.
+func WriteSection(path, name, body string) error {
+	beginMarker, endMarker := "<!-- "+name+":begin -->", "<!-- "+name+":end -->"
 	old, err := os.ReadFile(path)
 	if err != nil {
 		return fmt.Errorf("bench: %w", err)

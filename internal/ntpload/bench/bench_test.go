@@ -122,6 +122,7 @@ func TestSpreadTable(t *testing.T) {
 }
 
 func TestWriteSection(t *testing.T) {
+	beginMarker, endMarker := "<!-- server:begin -->", "<!-- server:end -->"
 	tests := []struct {
 		name, before, want string
 		err                bool
@@ -139,7 +140,7 @@ func TestWriteSection(t *testing.T) {
 			if err := os.WriteFile(path, []byte(tt.before), 0o644); err != nil {
 				t.Fatal(err)
 			}
-			err := WriteSection(path, "new table\n\n")
+			err := WriteSection(path, ServerSection, "new table\n\n")
 			if (err != nil) != tt.err {
 				t.Fatalf("error %v, want one: %v", err, tt.err)
 			}
@@ -149,7 +150,7 @@ func TestWriteSection(t *testing.T) {
 			}
 		})
 	}
-	if err := WriteSection(filepath.Join(t.TempDir(), "missing.md"), "x"); err == nil {
+	if err := WriteSection(filepath.Join(t.TempDir(), "missing.md"), ServerSection, "x"); err == nil {
 		t.Error("no error for a missing file")
 	}
 }

@@ -120,7 +120,7 @@ func TestServerBench(t *testing.T) {
 		return
 	}
 	doc := filepath.Join(peers.RepoRoot(t), "docs", "PERFORMANCE.md")
-	if err := WriteSection(doc, body); err != nil {
+	if err := WriteSection(doc, ServerSection, body); err != nil {
 		t.Fatal(err)
 	}
 	t.Logf("wrote the server section of %s", doc)
@@ -496,8 +496,7 @@ func (e *env) report(legs []Leg, spreads []Spread, memory []memoryRow) string {
 	if e.niced {
 		nice = fmt.Sprintf("Servers and load generator run at nice %d. ", benchNice)
 	}
-	fmt.Fprintf(&b, "Written by `make bench-server` (`go test -tags bench -run '^TestServerBench$' ./internal/ntpload/bench`), %s, %s, %d CPUs, %s.\n\n",
-		kernel(), cpuModel(), runtime.NumCPU(), time.Now().UTC().Format("2006-01-02"))
+	b.WriteString(writtenBy("bench-server", "TestServerBench"))
 	fmt.Fprintf(&b, "Method: in each of %d rounds, chronyd 4.3 (`chronyd -x -d`, CAP_SYS_TIME dropped, `local stratum 1`, `ratelimit interval -19 burst 255 leak 0`: "+
 		"its rate limit is on but out of reach), timed (virtual clock, `local: {stratum: 1}`, rate limits on with `interval: 1us` and `prefix_interval: 100ns`, out of reach) "+
 		"and the reference responder (internal/ntpload/refresponder: C, recvmmsg/sendmmsg, kernel receive timestamps, no client table, no rate limit) take turns on the same loopback port. "+
@@ -511,9 +510,7 @@ func (e *env) report(legs []Leg, spreads []Spread, memory []memoryRow) string {
 	b.WriteString(SummaryTable(legs, *flagRounds))
 	b.WriteString("\n")
 	lines, _ := Goals(legs, *flagRounds)
-	for _, l := range lines {
-		b.WriteString("- " + l + "\n")
-	}
+	goalLines(&b, lines)
 	b.WriteString("\nResponses per server CPU-second, round by round:\n\n")
 	b.WriteString(RatiosTable(legs, *flagRounds))
 	b.WriteString("\nEvery leg:\n\n")
@@ -530,6 +527,13 @@ func (e *env) report(legs []Leg, spreads []Spread, memory []memoryRow) string {
 		}
 	}
 	return b.String()
+}
+
+// writtenBy is the first line of a report: which make target and test
+// wrote it, on what machine, when.
+func writtenBy(target, test string) string {
+	return fmt.Sprintf("Written by `make %s` (`go test -tags bench -run '^%s$' ./internal/ntpload/bench`), %s, %s, %d CPUs, %s.\n\n",
+		target, test, kernel(), cpuModel(), runtime.NumCPU(), time.Now().UTC().Format("2006-01-02"))
 }
 
 func cpuList(s unix.CPUSet) string {

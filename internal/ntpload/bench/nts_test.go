@@ -1,0 +1,79 @@
+package bench
+
+import (
+	"math"
+	"strings"
+	"testing"
+
+	"github.com/timed-project/timed/internal/ntpload"
+)
+
+func ntsLeg(server string, round int, plainPerCPU, ntsPerCPU float64, ke int, keCPU float64) NTSLeg {
+	return NTSLeg{Server: server, Round: round,
+		Plain: &ntpload.Result{PerCPUSecond: plainPerCPU},
+		NTS:   &ntpload.Result{PerCPUSecond: ntsPerCPU, ResponseRate: ntsPerCPU, RequestLen: 228},
+		KE:    KERun{Exchanges: ke, Seconds: 1, ServerCPU: keCPU}}
+}
+
+func TestNTSGoals(t *testing.T) {
+	tests := []struct {
+		name        string
+		legs        []NTSLeg
+		ntsRatio    float64 // timed / chronyd, NTS per CPU-second
+		plainShare  float64 // timed's NTS / plain
+		keRatio     float64
+		goalsMet    bool
+		failedLines int
+	}{
+		{"all goals met", []NTSLeg{
+			ntsLeg(Chronyd, 1, 200e3, 100e3, 1000, 0.5), ntsLeg(Timed, 1, 260e3, 160e3, 1100, 0.4),
+			ntsLeg(Chronyd, 2, 200e3, 100e3, 1000, 0.5), ntsLeg(Timed, 2, 260e3, 150e3, 1200, 0.4),
+			ntsLeg(Chronyd, 3, 200e3, 120e3, 1000, 0.5), ntsLeg(Timed, 3, 260e3, 200e3, 1000, 0.4),
+		}, 1.6, 160.0 / 260, 1.1, true, 0},
+		{"NTS rate and NTS-KE behind", []NTSLeg{
+			ntsLeg(Chronyd, 1, 200e3, 130e3, 2000, 0.6), ntsLeg(Timed, 1, 210e3, 140e3, 1800, 0.7),
+		}, 140.0 / 130, 140.0 / 210, 0.9, false, 2},
+		{"a failed leg is left out", []NTSLeg{
+			ntsLeg(Chronyd, 1, 200e3, 100e3, 1000, 0.5), {Server: Timed, Round: 1},
+			ntsLeg(Chronyd, 2, 200e3, 100e3, 1000, 0.5), ntsLeg(Timed, 2, 300e3, 200e3, 1000, 0.5),
+		}, 2, 200.0 / 300, 1, true, 0},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			rounds := 3
+			if got := ntsRatio(tt.legs, rounds, ntsFigures[1], Timed, Chronyd); math.Abs(got-tt.ntsRatio) > 1e-9 {
+				t.Errorf("NTS per CPU-second ratio %g, want %g", got, tt.ntsRatio)
+			}
+			if got := ntsMedian(tt.legs, rounds, ntsFigures[3], Timed); math.Abs(got-tt.plainShare) > 1e-9 {
+				t.Errorf("timed's NTS / plain %g, want %g", got, tt.plainShare)
+			}
+			if got := ntsRatio(tt.legs, rounds, ntsFigures[5], Timed, Chronyd); math.Abs(got-tt.keRatio) > 1e-9 {
+				t.Errorf("NTS-KE ratio %g, want %g", got, tt.keRatio)
+			}
+			lines, ok := NTSGoals(tt.legs, rounds)
+			if ok != tt.goalsMet {
+				t.Errorf("goals met %v, want %v: %v", ok, tt.goalsMet, lines)
+			}
+			failed := 0
+			for _, l := range lines {
+				if strings.HasSuffix(l, "FAIL") {
+					failed++
+				}
+			}
+			if len(lines) != 3 || failed != tt.failedLines {
+				t.Errorf("%d goal lines, %d failed; want 3 and %d: %v", len(lines), failed, tt.failedLines, lines)
+			}
+			table := NTSSummaryTable(tt.legs, rounds) + NTSRoundsTable(tt.legs)
+			if strings.Contains(table, "NaN") {
+				t.Errorf("NaN in the tables:\n%s", table)
+			}
+		})
+	}
+}
+
+func TestKERun(t *testing.T) {
+	k := KERun{Exchanges: 3000, Seconds: 2, ServerCPU: 1.5}
+	if k.PerSecond() != 1500 || k.PerCPUSecond() != 2000 {
+		t.Errorf("per second %g, per CPU-second %g; want 1500 and 2000", k.PerSecond(), k.PerCPUSecond())
+	}
+}
