@@ -56,3 +56,32 @@ func StartNtpsecServer(t testing.TB, netns string, extra ...string) *Proc {
 		time.Sleep(200 * time.Millisecond)
 	}
 }
+
+// StartNtpsecClient runs ntpsec's ntpd as a client inside netns (see
+// NewNetns): its own socket on 127.0.0.1:123, no clock discipline, without
+// CAP_SYS_TIME, with the given server lines (NTS, for example). It is
+// stopped when the test ends.
+func StartNtpsecClient(t testing.TB, netns string, lines ...string) *Proc {
+	t.Helper()
+	ntpd, _ := NtpsecPaths(t)
+	dir := t.TempDir()
+	path := writeConf(t, dir, "ntp.conf", append([]string{
+		"disable ntp",
+		"disable kernel",
+		"restrict default kod limited nomodify noquery",
+		"restrict 127.0.0.1",
+		"interface ignore wildcard",
+		"interface listen 127.0.0.1",
+	}, lines...)...)
+	return Start(t, ProcOptions{Name: "ntpsec-client", Dir: dir, Netns: netns}, ntpd, "-n", "-c", path, "-p", filepath.Join(dir, "ntpd.pid"))
+}
+
+// Ntpq runs ntpsec's ntpq against the ntpd on 127.0.0.1 in netns with the
+// given arguments and returns its output.
+func Ntpq(t testing.TB, netns string, args ...string) (string, error) {
+	t.Helper()
+	ntpq := testenv.LookPath(t, "ntpsec-ntpq-not-on-path", filepath.Join(PeersDir(t), "ntpsec", "usr/bin/ntpq"))
+	ip := testenv.LookPath(t, "ip", "/usr/sbin/ip", "/sbin/ip")
+	out, err := exec.Command(ip, append([]string{"netns", "exec", netns, ntpq}, append(args, "127.0.0.1")...)...).CombinedOutput()
+	return string(out), err
+}

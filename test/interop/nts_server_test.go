@@ -153,3 +153,48 @@ func TestNTSTimedToTimed(t *testing.T) {
 		t.Errorf("server: %+v", st)
 	}
 }
+
+// TestServeNTSNtpsec: timed serves NTS in a namespace (NTP on port 1123,
+// announced in NTS-KE), and ntpsec's ntpd, in the same namespace, uses it
+// as an NTS server: ntpq shows the association authenticated, reachable and
+// selected, with its cookies refilled.
+func TestServeNTSNtpsec(t *testing.T) {
+	t.Parallel()
+	testenv.RequireRoot(t)
+	binaries(t)
+	ns := peers.NewNetns(t)
+	dir := t.TempDir()
+	cert, key := writeNTSCert(t, dir)
+	tp := startTimed(t, timedConfig{SimOffset: "0ms", NoSources: true,
+		Extra: serverSection("127.0.0.1:1123", "local: {stratum: 4}", "rate_limit: {interval: 0}",
+			fmt.Sprintf("nts: {listen: [\"127.0.0.1:4460\"], certificate: %s, key: %s, key_file: %s}", cert, key, filepath.Join(dir, "nts-keys")))}, ns)
+	client := peers.StartNtpsecClient(t, ns, "server 127.0.0.1 nts ca "+cert+" minpoll 3 maxpoll 3 iburst")
+
+	var rv string
+	deadline := time.Now().Add(40 * time.Second)
+	for {
+		rv, _ = peers.Ntpq(t, ns, "-c", "rv &1")
+		if strings.Contains(rv, " auth,") && strings.Contains(rv, "sel_sys.peer") && strings.Contains(rv, "srcport=1123") {
+			break
+		}
+		if time.Now().After(deadline) || tp.Exited() || client.Exited() {
+			t.Fatalf("ntpsec did not select timed over NTS within 40 s:\n%s\nntpd: %s\ntimed: %s", rv, client.Tail(20), tp.Tail(20))
+		}
+		time.Sleep(500 * time.Millisecond)
+	}
+	t.Logf("ntpq rv &1:\n%s", rv)
+	for _, want := range []string{"authenb", "stratum=4", "ntscookies=8"} {
+		if !strings.Contains(rv, want) {
+			t.Errorf("ntpq rv &1 lacks %q:\n%s", want, rv)
+		}
+	}
+	var st ntsServerStats
+	if err := tp.query(t.Context(), &st, "serverstats"); err != nil {
+		t.Fatal(err)
+	}
+	if st.NTS == nil || st.NTS.Exchanges == 0 || st.NTS.Answered == 0 || st.NTS.NAKs != 0 {
+		t.Errorf("timectl serverstats: NTS %+v, dropped %v", st.NTS, st.Dropped)
+	} else {
+		t.Logf("timectl serverstats: %d key exchanges, %d NTS responses", st.NTS.Exchanges, st.NTS.Answered)
+	}
+}
