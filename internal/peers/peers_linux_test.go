@@ -143,3 +143,34 @@ func TestNtpsec(t *testing.T) {
 		}
 	}
 }
+
+// TestPtp4lPair: the PTP harness works — ptp4l as grandmaster in one
+// namespace and ptp4l as slave in the other, over UDPv4 on a veth pair,
+// with software timestamps; the slave locks (s2) and pmc reports SLAVE. It
+// logs the slave's own offset RMS, the figure timed's PTP client is
+// compared with.
+func TestPtp4lPair(t *testing.T) {
+	testenv.RequireRoot(t)
+	a, b := NewVethPair(t)
+	gm := StartPtp4l(t, "ptp4l-gm", a.Netns, a.Iface, "-4", "priority1 10", "free_running 1")
+	slave := StartPtp4l(t, "ptp4l-slave", b.Netns, b.Iface, "-4", "slaveOnly 1",
+		"pi_proportional_const 0.7", "pi_integral_const 0.3")
+	deadline := time.Now().Add(60 * time.Second)
+	for {
+		samples := ServoSamples(slave.Output())
+		if rms, n := LockedRMS(samples); n >= 10 {
+			t.Logf("ptp4l slave: %d locked samples, offset RMS %.0f ns; last path delay %.0f ns", n, rms*1e9, samples[len(samples)-1].Delay*1e9)
+			break
+		}
+		if time.Now().After(deadline) || slave.Exited() || gm.Exited() {
+			t.Fatalf("the ptp4l slave did not lock within 60 s:\n%s", slave.Tail(20))
+		}
+		time.Sleep(time.Second)
+	}
+	if st := slave.PortState(t); st != "SLAVE" {
+		t.Errorf("pmc: slave's portState %q, want SLAVE", st)
+	}
+	if st := gm.PortState(t); st != "MASTER" {
+		t.Errorf("pmc: grandmaster's portState %q, want MASTER", st)
+	}
+}
