@@ -99,6 +99,9 @@ type NTPServer struct {
 	MinPoll, MaxPoll int
 	// Selection flags, as sources.SourceOptions.
 	Prefer, NoSelect, Trust, Require bool
+	// BoundedByAuthenticated (`bounded_by: authenticated`): the server is
+	// used only while it agrees with the authenticated (NTS) sources.
+	BoundedByAuthenticated bool
 	// NTS protects the association with Network Time Security (RFC 8915).
 	NTS NTSClient
 }

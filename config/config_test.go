@@ -60,7 +60,7 @@ func TestDefaultYAMLDocumentsEveryKey(t *testing.T) {
 	keys := []string{"clock", "driver", "simulate", "offset", "frequency_ppm", "drift_file", "engine",
 		"min_agreeing_sources", "step_threshold", "step_limit", "panic_threshold", "max_slew_rate_ppm",
 		"max_frequency_ppm", "require_authenticated", "ntp", "servers", "address", "port", "iburst", "xleave", "minpoll", "maxpoll", "prefer",
-		"noselect", "trust", "require", "pools", "max_sources", "control", "socket", "metrics", "listen",
+		"noselect", "trust", "require", "bounded_by", "pools", "max_sources", "control", "socket", "metrics", "listen",
 		"log", "level", "format", "server", "workers", "interleaved", "allow", "deny", "deny_response",
 		"client_table_size", "rate_limit", "interval", "burst", "kiss_every", "prefix_ipv4", "prefix_ipv6",
 		"prefix_interval", "prefix_burst", "local", "stratum", "nts", "ca", "certificate_dates",
@@ -209,6 +209,9 @@ func TestValues(t *testing.T) {
 		{"ntp: {servers: [{address: a.example, nts: {certificate_dates: check}}]}", func(c *Config) bool {
 			return c.NTP.Servers[0].NTS == NTSClient{Enabled: true, Port: 4460}
 		}},
+		{"ntp: {servers: [{address: a.example, bounded_by: authenticated}, {address: b.example, bounded_by: none}]}", func(c *Config) bool {
+			return c.NTP.Servers[0].BoundedByAuthenticated && !c.NTP.Servers[1].BoundedByAuthenticated
+		}},
 		{"ntp: {pools: [{address: pool.example, nts: {ca: /etc/ca.pem}}]}", func(c *Config) bool {
 			return c.NTP.Pools[0].NTS == NTSClient{Enabled: true, Port: 4460, CA: "/etc/ca.pem"}
 		}},
@@ -353,6 +356,7 @@ var errorCases = []struct {
 	{"server nts rotation", "server:\n  nts: {key_rotation: 1s}\n", 2, 23, "server.nts.key_rotation", "at least 1m", 0},
 	{"server nts keys kept", "server:\n  nts: {keys_kept: 1}\n", 2, 20, "server.nts.keys_kept", "from 2 to 1000", 0},
 	{"server nts timeout", "server:\n  nts: {timeout: 0s}\n", 2, 18, "server.nts.timeout", "would end every connection", 0},
+	{"bounded_by", "ntp:\n  servers:\n    - address: a.example\n      bounded_by: nts\n", 4, 19, "ntp.servers[0].bounded_by", "authenticated", 0},
 	{"nts certificate dates", "ntp:\n  servers:\n    - address: a.example\n      nts: {certificate_dates: never}\n", 4, 32, "ntp.servers[0].nts.certificate_dates", "ignore_until_synchronized", 0},
 	{"nts string", "ntp:\n  servers:\n    - address: a.example\n      nts: yes please\n", 4, 12, "ntp.servers[0].nts", "expected true, false or a mapping", 0},
 	{"nts unknown key", "ntp:\n  servers:\n    - address: a.example\n      nts: {sever: b.example}\n", 4, 13, "ntp.servers[0].nts.sever", "did you mean server?", 0},

@@ -143,6 +143,16 @@ func boolField(key string, dst *bool) field {
 	return field{key, func(d *decoder, n *yaml.Node, p string) { d.boolean(n, p, dst) }}
 }
 
+// boundedByField decodes `bounded_by: authenticated` (or `none`).
+func boundedByField(dst *bool) field {
+	return field{"bounded_by", func(d *decoder, n *yaml.Node, p string) {
+		var v string
+		if d.oneOf(n, p, "bound", []string{"authenticated", "none"}, &v) {
+			*dst = v == "authenticated"
+		}
+	}}
+}
+
 // pollFields decodes minpoll and maxpoll and checks them together. When
 // only one is given and it conflicts with the other's default, the default
 // gives way.
@@ -197,6 +207,7 @@ func (d *decoder) ntpServer(n *yaml.Node, path string) (NTPServer, *yaml.Node) {
 		boolField("noselect", &s.NoSelect),
 		boolField("trust", &s.Trust),
 		boolField("require", &s.Require),
+		boundedByField(&s.BoundedByAuthenticated),
 		ntsField(&s.NTS),
 	)
 	given := d.mapping(n, path, fields)

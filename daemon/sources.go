@@ -180,6 +180,8 @@ func serverOptions(sc config.NTPServer) sources.SourceOptions {
 		NoSelect: sc.NoSelect,
 		Trust:    sc.Trust,
 		Require:  sc.Require,
+
+		BoundedByAuthenticated: sc.BoundedByAuthenticated,
 	}
 }
 

@@ -64,6 +64,9 @@ type source struct {
 	dropped   int
 	state     SourceState
 	reason    string
+	// outSince is the local time (s) since which a bounded source has been
+	// out of the authenticated bound (NaN while within it).
+	outSince float64
 	// per Update
 	x      float64 // estimate of true − raw now
 	lambda float64 // half-width of the confidence interval
@@ -118,7 +121,7 @@ func (e *Engine) AddSource(name string, opts SourceOptions) error {
 	}
 	e.srcs[name] = &source{name: name, opts: opts, poll: opts.MinPoll,
 		f: newFilter(e.cfg.InitialFrequency*1e-6, priorVar), state: StateInitial,
-		reason: "no measurement yet"}
+		reason: "no measurement yet", outSince: math.NaN()}
 	e.order = append(e.order, name)
 	return nil
 }
@@ -471,6 +474,7 @@ func (e *Engine) selectSources(u float64) (survivors []string, ready bool) {
 		}
 		return nil, false
 	}
+	cands = e.applyAuthenticatedBound(cands)
 	if len(cands) == 0 {
 		return nil, true
 	}
@@ -578,6 +582,54 @@ func (e *Engine) selectSources(u float64) (survivors []string, ready bool) {
 		}
 	}
 	return survivors, true
+}
+
+// applyAuthenticatedBound sets aside the candidates configured
+// bounded_by: authenticated whose confidence interval does not overlap the
+// authenticated candidates' (their intersection; their union when they
+// disagree among themselves), and returns the others.
+func (e *Engine) applyAuthenticatedBound(cands []*source) []*source {
+	lo, hi := math.Inf(-1), math.Inf(1)
+	ulo, uhi := math.Inf(1), math.Inf(-1)
+	auth := 0
+	for _, s := range cands {
+		if s.last.Authenticated && !s.opts.BoundedByAuthenticated {
+			auth++
+			lo, hi = math.Max(lo, s.x-s.lambda), math.Min(hi, s.x+s.lambda)
+			ulo, uhi = math.Min(ulo, s.x-s.lambda), math.Max(uhi, s.x+s.lambda)
+		}
+	}
+	if lo > hi {
+		lo, hi = ulo, uhi
+	}
+	kept := cands[:0:0]
+	for _, s := range cands {
+		if !s.opts.BoundedByAuthenticated {
+			kept = append(kept, s)
+			continue
+		}
+		var why string
+		switch {
+		case auth == 0:
+			why = "no authenticated source to check it against"
+		case s.x+s.lambda < lo || s.x-s.lambda > hi:
+			mid, half := (lo+hi)/2, (hi-lo)/2
+			why = fmt.Sprintf("its offset %s ± %s lies outside the authenticated sources' %s ± %s",
+				fmtSeconds(s.x-e.tl.correction(e.now)), fmtSeconds(s.lambda), fmtSeconds(mid-e.tl.correction(e.now)), fmtSeconds(half))
+		}
+		if why == "" {
+			s.outSince = math.NaN()
+			kept = append(kept, s)
+			continue
+		}
+		if math.IsNaN(s.outSince) {
+			s.outSince = e.now
+			e.log.Warn("source set aside: bounded by the authenticated sources", zap.String("source", s.name), zap.String("reason", why))
+		}
+		s.state = StateOutOfBound
+		s.reason = fmt.Sprintf("bounded_by authenticated, set aside for %s: %s", fmtSeconds(e.now-s.outSince), why)
+	}
+	return kept
 }
 
 // combine weighs the named sources by their variance at raw time u. It

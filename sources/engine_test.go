@@ -591,3 +591,60 @@ func TestFirstSyncIsExemptFromPanicThreshold(t *testing.T) {
 		t.Fatalf("steps %d, clock off %.3f s; want one step to the right time", r.steps, r.off)
 	}
 }
+
+// bounded_by: authenticated — an unauthenticated source steers only while
+// it agrees with the authenticated ones, and status says why it is set
+// aside, whatever the majority says.
+func TestBoundedByAuthenticated(t *testing.T) {
+	bounded := SourceOptions{BoundedByAuthenticated: true}
+	tests := []struct {
+		name    string
+		errors  map[string]float64
+		authed  map[string]bool
+		opts    map[string]SourceOptions
+		want    map[string]SourceState
+		reason  string // a fragment of the set-aside source's reason
+		wantOff float64
+	}{
+		{"within the bound: used", map[string]float64{"nts1": 0, "nts2": 0, "ptp": 0.0002},
+			map[string]bool{"nts1": true, "nts2": true}, map[string]SourceOptions{"ptp": bounded},
+			map[string]SourceState{"ptp": StateCombined}, "", 0.0002 / 3},
+		{"outside the bound: set aside", map[string]float64{"nts1": 0, "nts2": 0, "ptp": 0.05},
+			map[string]bool{"nts1": true, "nts2": true}, map[string]SourceOptions{"ptp": bounded},
+			map[string]SourceState{"ptp": StateOutOfBound}, "outside the authenticated sources'", 0},
+		{"two agreeing bounded sources cannot outvote one authenticated", map[string]float64{"nts": 0, "ptp1": 0.05, "ptp2": 0.05},
+			map[string]bool{"nts": true}, map[string]SourceOptions{"ptp1": bounded, "ptp2": bounded},
+			map[string]SourceState{"nts": StateSelected, "ptp1": StateOutOfBound, "ptp2": StateOutOfBound}, "outside", 0},
+		{"no authenticated source: set aside", map[string]float64{"plain": 0, "ptp": 0},
+			nil, map[string]SourceOptions{"ptp": bounded},
+			map[string]SourceState{"plain": StateSelected, "ptp": StateOutOfBound}, "no authenticated source", 0},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			r := newRig(t, DefaultConfig(), tc.errors, tc.opts)
+			r.authed = tc.authed
+			r.run(60, 2, nil)
+			st := r.e.Status(r.local())
+			got := r.states()
+			for name, want := range tc.want {
+				if got[name] != want {
+					t.Errorf("%s: state %s, want %s (%+v)", name, got[name], want, st.Sources)
+				}
+			}
+			if tc.reason != "" {
+				found := false
+				for _, s := range st.Sources {
+					if s.State == StateOutOfBound {
+						found = found || strings.Contains(s.Reason, tc.reason) && strings.Contains(s.Reason, "set aside for")
+					}
+				}
+				if !found {
+					t.Errorf("no set-aside source's reason mentions %q: %+v", tc.reason, st.Sources)
+				}
+			}
+			if !st.Synchronized || math.Abs(r.off-tc.wantOff) > 0.0005 {
+				t.Errorf("synchronized %v, clock off by %.6f s; want synchronized, off by %.6f s", st.Synchronized, r.off, tc.wantOff)
+			}
+		})
+	}
+}

@@ -154,4 +154,9 @@ type SourceOptions struct {
 	// Require: the clock is updated only while at least one required source
 	// is selectable.
 	Require bool
+	// BoundedByAuthenticated: the source (unauthenticated, such as a PTP
+	// port) is used only while its confidence interval overlaps the
+	// authenticated sources' (NTS): it can make the clock more precise,
+	// never move it outside what authenticated time allows.
+	BoundedByAuthenticated bool
 }

@@ -82,6 +82,9 @@ const (
 	StateUnreachable SourceState = "unreachable" // no answer to recent polls
 	StateInitial     SourceState = "initial"     // still collecting its first samples
 	StateNoSelect    SourceState = "noselect"    // configured never to be selected
+	// StateOutOfBound: configured bounded_by: authenticated, and outside the
+	// authenticated sources' interval (or none is there to check it).
+	StateOutOfBound SourceState = "out-of-bound"
 	// StateUnauthenticated: not authenticated while require_authenticated
 	// is set.
 	StateUnauthenticated SourceState = "unauthenticated"

@@ -180,6 +180,7 @@ var stateInfo = []struct {
 	{sources.StateInitial, ansiDim, "still collecting its first samples"},
 	{sources.StateNoSelect, ansiDim, "configured never to be used (noselect); only measured"},
 	{sources.StateUnauthenticated, ansiYellow, "not authenticated (no NTS) while engine.require_authenticated is set; only measured"},
+	{sources.StateOutOfBound, ansiRed, "configured bounded_by: authenticated, and outside what the authenticated (NTS) sources allow; not used"},
 	{sources.StateFault, ansiRed, "reported a fault"},
 }
 

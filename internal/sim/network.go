@@ -117,6 +117,10 @@ type Server struct {
 	MinPoll, MaxPoll int
 	Prefer, NoSelect bool
 	Trust, Require   bool
+	// Authenticated: its measurements are authenticated (NTS).
+	// BoundedByAuthenticated: the client uses it only while it agrees with
+	// the authenticated servers.
+	Authenticated, BoundedByAuthenticated bool
 }
 
 // clockAt is the server's clock at true time t, before noise.
@@ -142,6 +146,7 @@ func (s *Server) options() sources.SourceOptions {
 		Kind: "ntp", Address: s.Name,
 		MinPoll: s.MinPoll, MaxPoll: s.MaxPoll,
 		Prefer: s.Prefer, NoSelect: s.NoSelect, Trust: s.Trust, Require: s.Require,
+		BoundedByAuthenticated: s.BoundedByAuthenticated,
 	}
 }
 

@@ -30,6 +30,13 @@ const (
 	ExtraHoldoverError   = "holdover_error_s"
 	ExtraHoldoverAtEnd   = "holdover_at_end"
 	ExtraHoldoverSeconds = "holdover_reported_s"
+	ExtraBoundUsed       = "bound_used_fraction"
+	ExtraBoundAsideAfter = "bound_aside_after_s"
+	ExtraBoundBackIn     = "bound_back_in_s"
+	ExtraBoundBeforeRMS  = "bound_before_rms_s"
+	// Scenario 10: when and by how much the bounded server steps.
+	boundStepAt = 5000.0
+	boundStepBy = 2e-3
 )
 
 // server is a perfect server at 100 µs + 100 µs × Exponential(1) each way,
@@ -240,7 +247,71 @@ func Scenarios() []*Scenario {
 	}
 	s9.Checks[3].AtLeast = true
 	out = append(out, s9)
+
+	out = append(out, boundedScenario())
 	return out
+}
+
+// boundedScenario is scenario 10: two NTS servers and a precise LAN server
+// without authentication, configured bounded_by: authenticated, which steps
+// by 2 ms halfway through. Before the step the LAN server sharpens the
+// clock; after it, it is set aside and the clock stays with the NTS servers.
+func boundedScenario() *Scenario {
+	sc := chronyModel("10", "a precise unauthenticated server bounded by two NTS servers steps by 2 ms")
+	nts1, nts2 := server(1), server(2)
+	nts1.Authenticated, nts2.Authenticated = true, true
+	lan := Server{Name: "192.0.2.10:123", Path: Path{Delay: 20e-6, Jitter: 5e-6}, Stratum: 1, RefID: 0x47505300,
+		Precision: 1e-6, MinPoll: 4, MaxPoll: 4, BoundedByAuthenticated: true, StepAt: boundStepAt, StepBy: boundStepBy}
+	sc.Servers = []Server{nts1, nts2, lan}
+	sc.NewProbe = func() Probe {
+		var used, before, sum float64
+		aside := math.NaN()
+		return func(p *Point, r *Result) {
+			r.Max(ExtraMaxAfterStep, 0)
+			r.Max(ExtraBoundBackIn, 0)
+			if p.T < sc.SyncWindow {
+				return
+			}
+			st := p.Status()
+			var state sources.SourceState
+			for _, ss := range st.Sources {
+				if ss.Name == lan.Name {
+					state = ss.State
+				}
+			}
+			switch {
+			case p.T < boundStepAt:
+				before++
+				sum += p.Offset * p.Offset
+				if state == sources.StateSelected || state == sources.StateCombined {
+					used++
+				}
+				r.Extra[ExtraBoundUsed] = used / before
+				r.Extra[ExtraBoundBeforeRMS] = math.Sqrt(sum / before)
+			default:
+				r.Max(ExtraMaxAfterStep, math.Abs(p.Offset))
+				if state == sources.StateOutOfBound && math.IsNaN(aside) {
+					aside = p.T
+					r.Extra[ExtraBoundAsideAfter] = p.T - boundStepAt
+				}
+				if !math.IsNaN(aside) && state != sources.StateOutOfBound {
+					r.Extra[ExtraBoundBackIn]++
+					if r.Extra[ExtraBoundBackIn] <= 3 {
+						r.Failf("t=%.0f s: the stepped server is %s again after it was set aside", p.T, state)
+					}
+				}
+			}
+		}
+	}
+	sc.Checks = []Check{
+		extra("RMS offset before the step", ExtraBoundBeforeRMS, "µs", 1e6, 10),
+		extra("share of the seconds before the step the LAN server was used", ExtraBoundUsed, "", 1, 0.9),
+		extra("max |offset| after the LAN server's step", ExtraMaxAfterStep, "µs", 1e6, 300),
+		extra("seconds from the step until the LAN server was set aside", ExtraBoundAsideAfter, "s", 1, 2000),
+		extra("seconds it was used again after it was set aside", ExtraBoundBackIn, "s", 1, 0),
+	}
+	sc.Checks[1].AtLeast = true
+	return sc
 }
 
 // falsetickerScenario adds scenario 6's probe and checks; wrong lists the

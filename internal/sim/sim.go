@@ -385,6 +385,7 @@ func (r *runner) measurement(s *serverState, x exchange) sources.Measurement {
 		Stratum:        s.Stratum,
 		Leap:           s.Leap,
 		RefID:          s.RefID,
+		Authenticated:  s.Authenticated,
 		Stamping:       sources.StampKernel,
 	}
 }

@@ -371,7 +371,7 @@ func TestScenariosAreValid(t *testing.T) {
 			t.Errorf("scenario %s has no checks", sc.Name)
 		}
 	}
-	if len(names) != 10 {
-		t.Errorf("%d scenarios, want 10 (1-5, 6a, 6b, 7-9)", len(names))
+	if len(names) != 11 {
+		t.Errorf("%d scenarios, want 11 (1-5, 6a, 6b, 7-10)", len(names))
 	}
 }

@@ -54,6 +54,10 @@ How the figures are defined:
 - Scenario 9: three servers, all unreachable from 86400 s to 93600 s; the
   holdover error is |offset| at each second of the outage, compared with the
   uncertainty the engine's status reports at that second.
+- Scenario 10 (not in the issue; it checks ` + "`bounded_by: authenticated`" + `): two
+  authenticated servers as in scenario 1 and a LAN server (20 µs + 5 µs ×
+  Exponential(1) each way, polled every 16 s, not authenticated, configured
+  ` + "`bounded_by: authenticated`" + `) whose clock steps by +2 ms at 5000 s.
 - Poll intervals are taken as seconds of true time.
 
 Regenerate the table with ` + "`go run ./internal/sim/cmd/scenarios -w docs/PERFORMANCE.md`" + `.
