@@ -96,7 +96,10 @@ func (e *estimate) frequencyVar(u float64) float64 {
 }
 
 type filter struct {
-	win   []sample // oldest first
+	// win is the window, oldest first: a slice of buf that slides forward
+	// as samples come, so that a new sample copies no history.
+	win   []sample
+	buf   []sample
 	est   estimate
 	valid bool
 	// priorB and priorBVar give the frequency before the first sample.
@@ -119,7 +122,8 @@ func newFilter(priorB, priorBVar float64) *filter {
 	if priorBVar <= 0 {
 		priorBVar = priorFrequencyVar
 	}
-	return &filter{priorB: priorB, priorBVar: priorBVar, win: make([]sample, 0, windowSize)}
+	buf := make([]sample, 2*windowSize)
+	return &filter{priorB: priorB, priorBVar: priorBVar, buf: buf, win: buf[:0]}
 }
 
 // add takes a new sample and re-estimates. It returns true when the sample
@@ -130,8 +134,12 @@ func (f *filter) add(s sample) (jumped bool) {
 		return false
 	}
 	if len(f.win) == windowSize {
-		copy(f.win, f.win[1:])
-		f.win = f.win[:windowSize-1]
+		f.win = f.win[1:]
+	}
+	if len(f.win) == cap(f.win) {
+		// The window has slid to the end of its buffer (twice the window):
+		// move it back to the start, once every windowSize samples.
+		f.win = f.buf[:copy(f.buf, f.win)]
 	}
 	f.win = append(f.win, s)
 	f.added++

@@ -92,3 +92,32 @@ func TestTruncatedUpdateWideBandChangesLittle(t *testing.T) {
 }
 
 func kalmanX(mu, p00, y, r float64) float64 { return mu + p00/(p00+r)*(y-mu) }
+
+// A source sampling fast (PTP at 128 Hz) keeps a window of windowSize
+// samples in a fixed buffer: nothing grows and no sample allocates.
+func TestFilterWindowSlidesWithoutGrowing(t *testing.T) {
+	f := newFilter(0, 0)
+	buf := &f.buf[0]
+	u := 0.0
+	add := func() {
+		u += 1.0 / 128
+		f.add(sample{u: u, y: 1e-6 * math.Sin(u), delay: 20e-6, precision: 1e-8})
+	}
+	for range 3 * windowSize {
+		add()
+	}
+	if allocs := testing.AllocsPerRun(5*windowSize, add); allocs != 0 {
+		t.Errorf("%.1f allocations per sample, want 0", allocs)
+	}
+	if len(f.win) != windowSize || &f.buf[0] != buf || cap(f.buf) != 2*windowSize {
+		t.Errorf("window %d samples, buffer %d (moved: %v); want %d in the same %d", len(f.win), cap(f.buf), &f.buf[0] != buf, windowSize, 2*windowSize)
+	}
+	for i := 1; i < len(f.win); i++ {
+		if f.win[i].u <= f.win[i-1].u {
+			t.Fatalf("window out of order at %d", i)
+		}
+	}
+	if last := f.last(); last.u != u {
+		t.Errorf("newest sample at %g, want %g", last.u, u)
+	}
+}
