@@ -33,6 +33,7 @@ type Config struct {
 	Engine    EngineConfig
 	NTP       NTPConfig
 	Server    ServerConfig
+	PTP       PTPConfig
 	Control   ControlConfig
 	Metrics   MetricsConfig
 	Log       LogConfig
@@ -225,6 +226,7 @@ func defaults() Config {
 			MaxFrequencyPPM:    500,
 		},
 		Server:  defaultServerSection(),
+		PTP:     defaultPTPSection(),
 		Control: ControlConfig{Socket: DefaultControlSocket},
 		Log:     LogConfig{Level: "info", Format: "auto"},
 	}

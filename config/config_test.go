@@ -64,7 +64,9 @@ func TestDefaultYAMLDocumentsEveryKey(t *testing.T) {
 		"log", "level", "format", "server", "workers", "interleaved", "allow", "deny", "deny_response",
 		"client_table_size", "rate_limit", "interval", "burst", "kiss_every", "prefix_ipv4", "prefix_ipv6",
 		"prefix_interval", "prefix_burst", "local", "stratum", "nts", "ca", "certificate_dates",
-		"certificate", "key", "key_file", "key_rotation", "keys_kept", "max_connections", "timeout"}
+		"certificate", "key", "key_file", "key_rotation", "keys_kept", "max_connections", "timeout",
+		"ptp", "domain", "priority1", "priority2", "ports", "interface", "transport", "delay_mechanism", "role", "timestamping",
+		"announce_interval", "sync_interval", "delay_req_interval", "announce_receipt_timeout", "delay_asymmetry", "unicast_masters"}
 	doc, err := os.ReadFile("../docs/CONFIG.md")
 	if err != nil {
 		t.Fatal(err)
@@ -140,6 +142,13 @@ func TestFullExample(t *testing.T) {
 				KeyRotation: 12 * time.Hour, KeysKept: 3, MaxConnections: 16, Timeout: 2 * time.Second,
 			},
 		},
+		PTP: PTPConfig{Domain: 24, Priority1: 10, Priority2: 20, Ports: []PTPPort{
+			{Interface: "eth0", Transport: "l2", DelayMechanism: "p2p", Role: "slave_only", Timestamping: "hardware",
+				LogAnnounceInterval: 0, LogSyncInterval: -3, LogMinDelayReqInterval: -2, AnnounceReceiptTimeout: 4,
+				DelayAsymmetry: -150 * time.Nanosecond, BoundedByAuthenticated: true},
+			{Interface: "eth1", Transport: "udp4", DelayMechanism: "e2e", Role: "auto", Timestamping: "software",
+				LogAnnounceInterval: 1, AnnounceReceiptTimeout: 3, UnicastMasters: []netip.Addr{netip.MustParseAddr("192.0.2.7")}},
+		}},
 		Control: ControlConfig{Socket: "/tmp/timed/timed.sock"},
 		Metrics: MetricsConfig{Listen: "[::1]:9123"},
 		Log:     LogConfig{Level: "debug", Format: "json"},
@@ -357,6 +366,14 @@ var errorCases = []struct {
 	{"server nts keys kept", "server:\n  nts: {keys_kept: 1}\n", 2, 20, "server.nts.keys_kept", "from 2 to 1000", 0},
 	{"server nts timeout", "server:\n  nts: {timeout: 0s}\n", 2, 18, "server.nts.timeout", "would end every connection", 0},
 	{"bounded_by", "ntp:\n  servers:\n    - address: a.example\n      bounded_by: nts\n", 4, 19, "ntp.servers[0].bounded_by", "authenticated", 0},
+	{"ptp port without interface", "ptp:\n  ports:\n    - transport: udp4\n", 3, 7, "ptp.ports[0]", "needs its interface", 0},
+	{"ptp interface twice", "ptp:\n  ports:\n    - interface: eth0\n    - interface: eth0\n", 4, 18, "ptp.ports[1].interface", "has a PTP port already", 0},
+	{"ptp interface name", "ptp:\n  ports:\n    - interface: eth0/1\n", 3, 18, "ptp.ports[0].interface", "cannot have", 0},
+	{"ptp transport", "ptp:\n  ports:\n    - {interface: eth0, transport: udp}\n", 3, 36, "ptp.ports[0].transport", "udp4, udp6, l2", 0},
+	{"ptp interval", "ptp:\n  ports:\n    - {interface: eth0, sync_interval: 9}\n", 3, 40, "ptp.ports[0].sync_interval", "from -7 (1/128 s) to 6", 0},
+	{"ptp domain", "ptp:\n  domain: 200\n", 2, 11, "ptp.domain", "from 0 to 127", 0},
+	{"ptp unicast family", "ptp:\n  ports:\n    - {interface: eth0, unicast_masters: [\"2001:db8::1\"]}\n", 3, 25, "ptp.ports[0].unicast_masters", "does not fit transport udp4", 0},
+	{"ptp unicast master_only", "ptp:\n  ports:\n    - {interface: eth0, role: master_only, unicast_masters: [192.0.2.1]}\n", 3, 44, "ptp.ports[0].unicast_masters", "master_only", 0},
 	{"nts certificate dates", "ntp:\n  servers:\n    - address: a.example\n      nts: {certificate_dates: never}\n", 4, 32, "ntp.servers[0].nts.certificate_dates", "ignore_until_synchronized", 0},
 	{"nts string", "ntp:\n  servers:\n    - address: a.example\n      nts: yes please\n", 4, 12, "ntp.servers[0].nts", "expected true, false or a mapping", 0},
 	{"nts unknown key", "ntp:\n  servers:\n    - address: a.example\n      nts: {sever: b.example}\n", 4, 13, "ntp.servers[0].nts.sever", "did you mean server?", 0},

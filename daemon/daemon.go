@@ -104,6 +104,18 @@ func New(cfg *config.Config, cfgPath string, log *zap.Logger) (*Daemon, error) {
 	return newDaemon(cfg, cfgPath, log, defaultFactories())
 }
 
+// errPTPNotYet: the ptp section is checked, but its ports do not run yet.
+var errPTPNotYet = errors.New("ptp: PTP ports are not supported by this version of timed yet; remove ptp.ports (see docs/CONFIG.md)")
+
+// supported refuses what the configuration can say but this daemon cannot
+// do yet, rather than ignore it.
+func supported(cfg *config.Config) error {
+	if len(cfg.PTP.Ports) > 0 {
+		return errPTPNotYet
+	}
+	return nil
+}
+
 // Run runs timed until ctx is done: New, then Daemon.Run.
 func Run(ctx context.Context, cfg *config.Config, cfgPath string, log *zap.Logger) error {
 	d, err := New(cfg, cfgPath, log)
@@ -116,6 +128,9 @@ func Run(ctx context.Context, cfg *config.Config, cfgPath string, log *zap.Logge
 func newDaemon(cfg *config.Config, cfgPath string, log *zap.Logger, f factories) (*Daemon, error) {
 	if log == nil {
 		log = zap.NewNop()
+	}
+	if err := supported(cfg); err != nil {
+		return nil, err
 	}
 	clk, observe, err := f.newClock(cfg.Clock, log)
 	if err != nil {

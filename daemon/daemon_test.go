@@ -360,3 +360,25 @@ func TestEngineConfig(t *testing.T) {
 		t.Errorf("engineConfig = %+v, want %+v", got, want)
 	}
 }
+
+// PTP ports can be configured but do not run yet: the daemon says so
+// instead of ignoring them, at start and on reload.
+func TestPTPPortsRefused(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "timed.yaml")
+	writeFile(t, path, "clock: {driver: virtual}\nptp: {ports: [{interface: eth0}]}\n")
+	cfg, err := config.Load(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := New(cfg, path, nil); !errors.Is(err, errPTPNotYet) {
+		t.Errorf("New with ptp.ports: %v, want %v", err, errPTPNotYet)
+	}
+	writeFile(t, path, "clock: {driver: virtual}\n")
+	cfg, _ = config.Load(path)
+	d, _ := testDaemon(t, cfg, path, newWorld(), nil, nil)
+	start(t, d)
+	writeFile(t, path, "clock: {driver: virtual}\nptp: {ports: [{interface: eth0}]}\n")
+	if err := d.Reload(); !errors.Is(err, errPTPNotYet) {
+		t.Errorf("Reload with ptp.ports: %v, want %v", err, errPTPNotYet)
+	}
+}
