@@ -111,6 +111,10 @@ type filter struct {
 	// asymmetry is the fraction of the excess delay by which samples were
 	// corrected (0 for a symmetric path).
 	asymmetry float64
+	// hist is the estimate from the samples that have left the window
+	// (when histValid), at the time of the last of them.
+	hist      estimate
+	histValid bool
 	// wander is the index in wanderGrid of the level last chosen, and added
 	// counts the samples taken.
 	wander int
@@ -134,6 +138,7 @@ func (f *filter) add(s sample) (jumped bool) {
 		return false
 	}
 	if len(f.win) == windowSize {
+		f.fold()
 		f.win = f.win[1:]
 	}
 	if len(f.win) == cap(f.win) {
@@ -147,6 +152,7 @@ func (f *filter) add(s sample) (jumped bool) {
 	if f.jumpedTo() {
 		keep := f.win[len(f.win)-stepSamples:]
 		f.win = append(f.win[:0], keep...)
+		f.histValid = false
 		f.estimate()
 		return true
 	}
@@ -370,55 +376,91 @@ func asymmetry(excess, innov, svar []float64, outlier []bool) (float64, bool) {
 func (f *filter) run(q float64, ys, vars []float64, w *work) (estimate, float64) {
 	s0 := f.win[0]
 	e := estimate{u: s0.u, x: ys[0], b: f.priorB, p00: vars[0], p11: f.priorBVar, q: q}
+	if f.histValid {
+		// The samples that left the window still count, through hist.
+		e, _, _ = f.hist.predict(s0.u, q).update(ys[0], w.gvar[0], w.half[0], vars[0])
+	}
 	w.outlier[0] = false
 	ll := 0.0
 	for i := 1; i < len(f.win); i++ {
 		s := &f.win[i]
-		d := s.u - e.u
-		// Predict.
-		x := e.x + e.b*d
-		p00 := e.p00 + 2*d*e.p01 + d*d*e.p11 + q*d*d*d/3
-		p01 := e.p01 + d*e.p11 + q*d*d/2
-		p11 := e.p11 + q*d
-		// Update.
-		r := vars[i]
-		nu := ys[i] - x
-		sv := p00 + r
+		p := e.predict(s.u, q)
+		nu := ys[i] - p.x
+		sv := p.p00 + vars[i]
 		w.innov[i], w.svar[i] = nu, sv
 		z2 := nu * nu / sv
 		out := i >= 3 && z2 > outlierSigma*outlierSigma
 		w.outlier[i] = out
-		if i >= 2 {
-			ll -= 0.5 * (math.Min(z2, outlierSigma*outlierSigma) + math.Log(sv))
-		}
 		if out {
-			e = estimate{u: s.u, x: x, b: e.b, p00: p00, p01: p01, p11: p11, q: q}
-			continue
-		}
-		if ne, lli, ok := truncatedUpdate(x, e.b, p00, p01, p11, ys[i], w.gvar[i], w.half[i]); ok {
-			// The sample's error is bounded: condition on the bound
-			// rather than treat it as Gaussian, and count its exact
-			// likelihood.
+			e = p
 			if i >= 2 {
-				ll += 0.5*(math.Min(z2, outlierSigma*outlierSigma)+math.Log(sv)) + math.Max(lli, -0.5*(outlierSigma*outlierSigma+math.Log(sv)))
+				ll -= 0.5 * (outlierSigma*outlierSigma + math.Log(sv))
 			}
-			ne.u, ne.q = s.u, q
-			e = ne
 			continue
 		}
-		k0 := p00 / sv
-		k1 := p01 / sv
-		e = estimate{
-			u:   s.u,
-			x:   x + k0*nu,
-			b:   e.b + k1*nu,
-			p00: (1 - k0) * p00,
-			p01: (1 - k0) * p01,
-			p11: p11 - k1*p01,
-			q:   q,
+		var lli float64
+		e, lli, _ = p.update(ys[i], w.gvar[i], w.half[i], vars[i])
+		if i >= 2 {
+			ll += math.Max(lli, -0.5*(outlierSigma*outlierSigma+math.Log(sv)))
 		}
 	}
 	return e, ll
+}
+
+// predict is e carried forward to raw time u with wander q.
+func (e estimate) predict(u, q float64) estimate {
+	d := u - e.u
+	return estimate{
+		u:   u,
+		x:   e.x + e.b*d,
+		b:   e.b,
+		p00: e.p00 + 2*d*e.p01 + d*d*e.p11 + q*d*d*d/3,
+		p01: e.p01 + d*e.p11 + q*d*d/2,
+		p11: e.p11 + q*d,
+		q:   q,
+	}
+}
+
+// update conditions the prediction p on a sample y whose error is Gaussian
+// (variance gv) plus bounded (±h), of total variance r. It returns the
+// estimate and the log-likelihood of y (up to the constant run leaves out):
+// the exact one when the bound matters (truncatedUpdate), else the
+// Gaussian one of the Kalman update.
+func (p estimate) update(y, gv, h, r float64) (estimate, float64, bool) {
+	if ne, ll, ok := truncatedUpdate(p.x, p.b, p.p00, p.p01, p.p11, y, gv, h); ok {
+		ne.u, ne.q = p.u, p.q
+		return ne, ll, true
+	}
+	nu := y - p.x
+	sv := p.p00 + r
+	k0, k1 := p.p00/sv, p.p01/sv
+	return estimate{
+		u:   p.u,
+		x:   p.x + k0*nu,
+		b:   p.b + k1*nu,
+		p00: (1 - k0) * p.p00,
+		p01: (1 - k0) * p.p01,
+		p11: p.p11 - k1*p.p01,
+		q:   p.q,
+	}, -0.5 * (nu*nu/sv + math.Log(sv)), false
+}
+
+// fold takes the oldest sample of the window, about to leave it, into
+// hist: the estimate from every sample that left, which starts each run
+// over the window. A source sampling fast (PTP at 128 Hz fills the window
+// in a second) so keeps what it learned of the frequency, with no history
+// kept.
+func (f *filter) fold() {
+	if !f.valid || f.w == nil || len(f.w.ys) == 0 || f.win[0].outlier {
+		return
+	}
+	w, s := f.w, &f.win[0]
+	if !f.histValid {
+		f.hist = estimate{u: s.u, x: w.ys[0], b: f.priorB, p00: w.vars[0], p11: f.priorBVar, q: f.est.q}
+		f.histValid = true
+		return
+	}
+	f.hist, _, _ = f.hist.predict(s.u, f.est.q).update(w.ys[0], w.gvar[0], w.half[0], w.vars[0])
 }
 
 // count is the number of samples in the window.
