@@ -86,6 +86,7 @@ type Daemon struct {
 	ctx        context.Context   // Run's context; nil until Run
 	running    map[string]*reporter
 	servers    map[config.NTPServer]*task
+	ptpPorts   []*task
 	pools      map[config.NTPPool]*task
 	ntp        *ntpServer // the NTP server; nil when none is configured
 
@@ -104,16 +105,10 @@ func New(cfg *config.Config, cfgPath string, log *zap.Logger) (*Daemon, error) {
 	return newDaemon(cfg, cfgPath, log, defaultFactories())
 }
 
-// errPTPNotYet: the ptp section is checked, but its ports do not run yet.
-var errPTPNotYet = errors.New("ptp: PTP ports are not supported by this version of timed yet; remove ptp.ports (see docs/CONFIG.md)")
-
 // supported refuses what the configuration can say but this daemon cannot
 // do yet, rather than ignore it.
 func supported(cfg *config.Config) error {
-	if len(cfg.PTP.Ports) > 0 {
-		return errPTPNotYet
-	}
-	return nil
+	return ptpSupported(cfg.PTP)
 }
 
 // Run runs timed until ctx is done: New, then Daemon.Run.
@@ -292,8 +287,11 @@ func (d *Daemon) Run(ctx context.Context) error {
 	d.feedNTPServerLocked(d.eng.Status(d.clk.Now()))
 	d.mu.Unlock()
 	// Least privilege: binding the server's ports was the only use of
-	// CAP_NET_BIND_SERVICE.
-	if had, err := dropBindCapability(); err != nil {
+	// CAP_NET_BIND_SERVICE, unless a PTP port on UDP may have to bind ports
+	// 319 and 320 again (after its interface went away and came back).
+	if ptpUsesUDP(cfg.PTP) {
+		d.log.Info("keeping CAP_NET_BIND_SERVICE: PTP ports bind UDP ports 319 and 320 whenever they (re)open")
+	} else if had, err := dropBindCapability(); err != nil {
 		d.log.Warn("cannot drop CAP_NET_BIND_SERVICE", zap.Error(err))
 	} else if had {
 		d.log.Info("dropped CAP_NET_BIND_SERVICE: the sockets are bound")
@@ -327,6 +325,7 @@ func (d *Daemon) Run(ctx context.Context) error {
 	d.mu.Lock()
 	d.ctx = ctx
 	d.startSourcesLocked(cfg.NTP)
+	d.startPTPLocked(cfg.PTP)
 	d.mu.Unlock()
 	d.log.Info("timed running", zap.String("clock", d.clk.Name()), zap.String("control_socket", sockPath),
 		zap.String("metrics", d.metricsAddr), zap.Int("ntp_servers", len(cfg.NTP.Servers)),

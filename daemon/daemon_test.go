@@ -361,24 +361,46 @@ func TestEngineConfig(t *testing.T) {
 	}
 }
 
-// PTP ports can be configured but do not run yet: the daemon says so
-// instead of ignoring them, at start and on reload.
-func TestPTPPortsRefused(t *testing.T) {
+// The PTP settings that do not run yet are refused with a clear error
+// instead of ignored, at start and on reload; a slave-only port starts.
+func TestPTPNotYetRefused(t *testing.T) {
+	tests := []struct {
+		port, want string
+	}{
+		{"{interface: eth0}", "role auto"},
+		{"{interface: eth0, role: master_only}", "role master_only"},
+		{"{interface: eth0, role: slave_only, delay_mechanism: p2p}", "delay_mechanism p2p"},
+		{"{interface: eth0, role: slave_only, timestamping: hardware}", "timestamping hardware"},
+		{"{interface: eth0, role: slave_only, unicast_masters: [192.0.2.1]}", "unicast_masters"},
+		{"{interface: eth0, role: slave_only}", ""},
+	}
+	for _, tt := range tests {
+		path := filepath.Join(t.TempDir(), "timed.yaml")
+		writeFile(t, path, "clock: {driver: virtual}\nptp: {ports: ["+tt.port+"]}\n")
+		cfg, err := config.Load(path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		err = supported(cfg)
+		switch {
+		case tt.want == "" && err != nil:
+			t.Errorf("%s: %v", tt.port, err)
+		case tt.want != "" && (err == nil || !strings.Contains(err.Error(), tt.want) || !strings.Contains(err.Error(), "not supported")):
+			t.Errorf("%s: %v, want an error about %s", tt.port, err, tt.want)
+		}
+		if tt.want != "" {
+			if _, err := New(cfg, path, nil); err == nil {
+				t.Errorf("%s: New accepted it", tt.port)
+			}
+		}
+	}
 	path := filepath.Join(t.TempDir(), "timed.yaml")
-	writeFile(t, path, "clock: {driver: virtual}\nptp: {ports: [{interface: eth0}]}\n")
-	cfg, err := config.Load(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := New(cfg, path, nil); !errors.Is(err, errPTPNotYet) {
-		t.Errorf("New with ptp.ports: %v, want %v", err, errPTPNotYet)
-	}
 	writeFile(t, path, "clock: {driver: virtual}\n")
-	cfg, _ = config.Load(path)
+	cfg, _ := config.Load(path)
 	d, _ := testDaemon(t, cfg, path, newWorld(), nil, nil)
 	start(t, d)
 	writeFile(t, path, "clock: {driver: virtual}\nptp: {ports: [{interface: eth0}]}\n")
-	if err := d.Reload(); !errors.Is(err, errPTPNotYet) {
-		t.Errorf("Reload with ptp.ports: %v, want %v", err, errPTPNotYet)
+	if err := d.Reload(); err == nil || !strings.Contains(err.Error(), "role auto") {
+		t.Errorf("Reload with a role auto port: %v", err)
 	}
 }

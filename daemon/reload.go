@@ -78,6 +78,7 @@ func (d *Daemon) apply(cfg *config.Config) error {
 	}{
 		{"clock", old.Clock, cfg.Clock},
 		{"engine", old.Engine, cfg.Engine},
+		{"ptp", old.PTP, cfg.PTP},
 		{"control", old.Control, cfg.Control},
 		{"metrics", old.Metrics, cfg.Metrics},
 		{"log", old.Log, cfg.Log},

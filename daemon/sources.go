@@ -162,6 +162,8 @@ func (d *Daemon) stopAllSources() {
 		ts = append(ts, t)
 		delete(d.pools, k)
 	}
+	ts = append(ts, d.ptpPorts...)
+	d.ptpPorts = nil
 	d.mu.Unlock()
 	for _, t := range ts {
 		t.cancel()
@@ -185,13 +187,19 @@ func serverOptions(sc config.NTPServer) sources.SourceOptions {
 	}
 }
 
-// runServer runs one configured NTP server until ctx is done. A server
-// that cannot be set up (its name does not resolve yet) or that stops with
-// an error is tried again later; meanwhile the engine shows its fault. The
-// engine keeps the source's state across such restarts.
+// runServer runs one configured NTP server until ctx is done.
 func (d *Daemon) runServer(ctx context.Context, sc config.NTPServer) {
 	opts := serverOptions(sc)
 	log := d.log.With(zap.String("server", opts.Address))
+	d.runSource(ctx, "ntp server", log, opts, func() (sources.Source, error) { return d.f.newServer(sc, d.clk, log) })
+}
+
+// runSource runs the source newSource makes until ctx is done. A source
+// that cannot be set up (its name does not resolve yet, its interface is
+// down) or that stops with an error is made and tried again later;
+// meanwhile the engine shows its fault. The engine keeps the source's state
+// across such restarts.
+func (d *Daemon) runSource(ctx context.Context, what string, log *zap.Logger, opts sources.SourceOptions, newSource func() (sources.Source, error)) {
 	var rep *reporter
 	defer func() {
 		if rep != nil {
@@ -200,7 +208,7 @@ func (d *Daemon) runServer(ctx context.Context, sc config.NTPServer) {
 	}()
 	delay := retryMin
 	for {
-		src, err := d.f.newServer(sc, d.clk, log)
+		src, err := newSource()
 		if err == nil && (rep == nil || rep.name != src.Name()) {
 			if rep != nil {
 				d.unregister(rep)
@@ -223,7 +231,7 @@ func (d *Daemon) runServer(ctx context.Context, sc config.NTPServer) {
 				delay = retryMin
 			}
 		}
-		log.Warn("ntp server failed; trying again later", zap.Error(err), zap.Duration("retry_in", delay))
+		log.Warn(what+" failed; trying again later", zap.Error(err), zap.Duration("retry_in", delay))
 		if !wait.For(ctx, delay) {
 			return
 		}

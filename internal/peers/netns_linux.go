@@ -4,8 +4,11 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
+	"runtime"
 	"sync/atomic"
 	"testing"
+
+	"golang.org/x/sys/unix"
 
 	"github.com/timed-project/timed/internal/testenv"
 )
@@ -34,4 +37,34 @@ func NewNetns(t testing.TB) string {
 		t.Fatalf("ip -n %s link set lo up: %v: %s", name, err, out)
 	}
 	return name
+}
+
+// InNetns runs f on an OS thread that has entered the network namespace
+// netns (one NewNetns made) and returns when f has. Sockets that f opens
+// stay in that namespace whichever thread uses them later. f runs on
+// another goroutine, so it must not call t.Fatal or t.FailNow: it hands its
+// results and errors back through variables it sets. The thread is never
+// unlocked: it ends with that goroutine instead of going back to the
+// scheduler in the wrong namespace.
+func InNetns(t testing.TB, netns string, f func()) {
+	t.Helper()
+	errc := make(chan error, 1)
+	go func() {
+		runtime.LockOSThread()
+		fd, err := unix.Open("/run/netns/"+netns, unix.O_RDONLY|unix.O_CLOEXEC, 0)
+		if err != nil {
+			errc <- fmt.Errorf("open network namespace %s: %w", netns, err)
+			return
+		}
+		defer unix.Close(fd)
+		if err := unix.Setns(fd, unix.CLONE_NEWNET); err != nil {
+			errc <- fmt.Errorf("setns %s: %w", netns, err)
+			return
+		}
+		f()
+		errc <- nil
+	}()
+	if err := <-errc; err != nil {
+		t.Fatal(err)
+	}
 }

@@ -3,6 +3,7 @@ package peers
 import (
 	"fmt"
 	"math"
+	"net"
 	"net/netip"
 	"os/exec"
 	"path/filepath"
@@ -11,32 +12,46 @@ import (
 	"strings"
 	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/timed-project/timed/internal/testenv"
 )
 
 // VethEnd is one end of a veth pair: the namespace it lives in, its
-// interface name and its IPv4 address with prefix.
+// interface name, its IPv4 and IPv6 addresses with prefix and its MAC
+// address.
 type VethEnd struct {
 	Netns string
 	Iface string
 	Addr  netip.Prefix
+	// Addr6 is a unique local address (fd99::/64), usable at once: it
+	// skips duplicate address detection.
+	Addr6 netip.Prefix
+	MAC   net.HardwareAddr
 }
 
 // NewVethPair makes two network namespaces (NewNetns) joined by a veth
-// pair, with 10.99.0.1/24 on the first end and 10.99.0.2/24 on the second,
-// both up (IPv6 link-local addresses without duplicate address detection,
-// so they are usable at once). Everything is removed when the test ends.
+// pair, with 10.99.0.1/24 and fd99::1/64 on the first end and 10.99.0.2/24
+// and fd99::2/64 on the second, both up (IPv6 addresses, link-local ones
+// too, without duplicate address detection, so they are usable at once).
+// It returns once both interfaces pass traffic: a fresh veth drops what is
+// sent for up to about a second after it is set up, until the kernel's link
+// watcher has given it its queueing discipline. Everything is removed when
+// the test ends.
 func NewVethPair(t testing.TB) (a, b VethEnd) {
 	t.Helper()
 	ip := testenv.LookPath(t, "ip", "/usr/sbin/ip", "/sbin/ip")
-	a = VethEnd{Netns: NewNetns(t), Iface: "veth-a", Addr: netip.MustParsePrefix("10.99.0.1/24")}
-	b = VethEnd{Netns: NewNetns(t), Iface: "veth-b", Addr: netip.MustParsePrefix("10.99.0.2/24")}
-	run := func(args ...string) {
+	a = VethEnd{Netns: NewNetns(t), Iface: "veth-a",
+		Addr: netip.MustParsePrefix("10.99.0.1/24"), Addr6: netip.MustParsePrefix("fd99::1/64")}
+	b = VethEnd{Netns: NewNetns(t), Iface: "veth-b",
+		Addr: netip.MustParsePrefix("10.99.0.2/24"), Addr6: netip.MustParsePrefix("fd99::2/64")}
+	run := func(args ...string) string {
 		t.Helper()
-		if out, err := exec.Command(ip, args...).CombinedOutput(); err != nil {
+		out, err := exec.Command(ip, args...).CombinedOutput()
+		if err != nil {
 			t.Fatalf("ip %s: %v: %s", strings.Join(args, " "), err, out)
 		}
+		return string(out)
 	}
 	run("link", "add", a.Iface, "netns", a.Netns, "type", "veth", "peer", "name", b.Iface, "netns", b.Netns)
 	for _, e := range []VethEnd{a, b} {
@@ -45,7 +60,31 @@ func NewVethPair(t testing.TB) (a, b VethEnd) {
 			t.Fatalf("sysctl accept_dad in %s: %v: %s", e.Netns, err, out)
 		}
 		run("-n", e.Netns, "addr", "add", e.Addr.String(), "dev", e.Iface)
+		run("-n", e.Netns, "addr", "add", e.Addr6.String(), "dev", e.Iface, "nodad")
 		run("-n", e.Netns, "link", "set", e.Iface, "up")
+	}
+	for _, e := range []*VethEnd{&a, &b} {
+		deadline := time.Now().Add(5 * time.Second)
+		for {
+			out := run("-n", e.Netns, "link", "show", "dev", e.Iface)
+			if strings.Contains(out, "state UP") && !strings.Contains(out, "qdisc noop") {
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("%s in %s did not come up within 5 s: %s", e.Iface, e.Netns, out)
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+		var err error
+		InNetns(t, e.Netns, func() {
+			var ifi *net.Interface
+			if ifi, err = net.InterfaceByName(e.Iface); err == nil {
+				e.MAC = ifi.HardwareAddr
+			}
+		})
+		if err != nil {
+			t.Fatalf("%s in %s: %v", e.Iface, e.Netns, err)
+		}
 	}
 	return a, b
 }

@@ -186,6 +186,7 @@ type statusReply struct {
 // sourceStatus is one source in statusReply.
 type sourceStatus struct {
 	Name          string  `json:"name"`
+	Kind          string  `json:"kind"`
 	Address       string  `json:"address"`
 	State         string  `json:"state"`
 	Authenticated bool    `json:"authenticated"`

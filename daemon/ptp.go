@@ -1,0 +1,81 @@
+package daemon
+
+import (
+	"context"
+	"errors"
+	"fmt"
+
+	"go.uber.org/zap"
+
+	"github.com/timed-project/timed/config"
+	"github.com/timed-project/timed/ptp"
+	"github.com/timed-project/timed/sources"
+)
+
+// ptpSupported refuses the PTP settings the daemon cannot honour yet,
+// rather than ignore them.
+func ptpSupported(c config.PTPConfig) error {
+	var errs []error
+	for _, p := range c.Ports {
+		notYet := func(what string) {
+			errs = append(errs, fmt.Errorf("ptp: port %s: %s is not supported by this version of timed yet (see docs/CONFIG.md)", p.Interface, what))
+		}
+		if p.Role != "slave_only" {
+			notYet("role " + p.Role + " (only slave_only runs)")
+		}
+		if p.DelayMechanism != "e2e" {
+			notYet("delay_mechanism " + p.DelayMechanism)
+		}
+		if p.Timestamping != "software" {
+			notYet("timestamping " + p.Timestamping)
+		}
+		if len(p.UnicastMasters) > 0 {
+			notYet("unicast_masters")
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// ptpUsesUDP reports whether a configured PTP port runs over UDP, whose
+// ports 319 and 320 need CAP_NET_BIND_SERVICE.
+func ptpUsesUDP(c config.PTPConfig) bool {
+	for _, p := range c.Ports {
+		if p.Transport != "l2" {
+			return true
+		}
+	}
+	return false
+}
+
+// ptpSourceConfig is the ptp.SourceConfig of a configured port.
+func ptpSourceConfig(c config.PTPConfig, p config.PTPPort) ptp.SourceConfig {
+	return ptp.SourceConfig{
+		Interface: p.Interface, Network: ptp.Network(p.Transport), Domain: uint8(c.Domain),
+		Priority1: uint8(c.Priority1), Priority2: uint8(c.Priority2),
+		LogAnnounceInterval: int8(p.LogAnnounceInterval), LogSyncInterval: int8(p.LogSyncInterval),
+		LogMinDelayReqInterval: int8(p.LogMinDelayReqInterval),
+		AnnounceReceiptTimeout: p.AnnounceReceiptTimeout, DelayAsymmetry: p.DelayAsymmetry,
+	}
+}
+
+// startPTPLocked starts a task per configured PTP port.
+func (d *Daemon) startPTPLocked(c config.PTPConfig) {
+	if d.ctx.Err() != nil {
+		return
+	}
+	for _, p := range c.Ports {
+		sc := ptpSourceConfig(c, p)
+		d.ptpPorts = append(d.ptpPorts, d.startTask(d.ctx, func(ctx context.Context) { d.runPTPPort(ctx, sc, p) }))
+	}
+}
+
+// runPTPPort runs one PTP port as a source until ctx is done.
+func (d *Daemon) runPTPPort(ctx context.Context, sc ptp.SourceConfig, p config.PTPPort) {
+	log := d.log.With(zap.String("ptp_port", sc.Interface))
+	opts := sources.SourceOptions{
+		Kind: "ptp", Address: sc.Interface, MinPoll: p.LogSyncInterval, MaxPoll: p.LogSyncInterval,
+		Prefer: p.Prefer, NoSelect: p.NoSelect, Trust: p.Trust, Require: p.Require,
+		BoundedByAuthenticated: p.BoundedByAuthenticated,
+	}
+	d.runSource(ctx, "ptp port", log, opts, func() (sources.Source, error) { return ptp.NewSource(sc, d.clk, log) })
+}

@@ -1,0 +1,369 @@
+package ptp
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"net"
+	"time"
+
+	"github.com/facebook/time/ptp/protocol"
+	"go.uber.org/zap"
+
+	"github.com/timed-project/timed/internal/netstamp"
+	"github.com/timed-project/timed/sources"
+)
+
+// SourceConfig configures a PTP port that takes time from a master: a
+// slave-only ordinary clock port.
+type SourceConfig struct {
+	// Interface is the network interface.
+	Interface string
+	// Network is the transport.
+	Network Network
+	// Domain is the PTP domain number.
+	Domain uint8
+	// Priority1 and Priority2 are the local clock's priorities.
+	Priority1, Priority2 uint8
+	// LogAnnounceInterval, LogSyncInterval and LogMinDelayReqInterval are
+	// the intervals the port expects and uses (log2 s); a master's
+	// Delay_Resp may ask for another delay request interval.
+	LogAnnounceInterval, LogSyncInterval, LogMinDelayReqInterval int8
+	// AnnounceReceiptTimeout is in announce intervals (0: the default, 3).
+	AnnounceReceiptTimeout int
+	// DelayAsymmetry is portDS.delayAsymmetry.
+	DelayAsymmetry time.Duration
+	// EventPort and GeneralPort override the UDP ports (0: 319 and 320),
+	// for tests.
+	EventPort, GeneralPort uint16
+}
+
+// Source is a PTP port as a time source of the engine: it runs the port
+// state machine and the end-to-end delay mechanism as a slave-only ordinary
+// clock, and reports each completed Sync as a measurement.
+type Source struct {
+	cfg SourceConfig
+	tb  sources.Timebase
+	log *zap.Logger
+}
+
+// NewSource checks cfg; tb converts the kernel's timestamps to the
+// disciplined clock's timescale.
+func NewSource(cfg SourceConfig, tb sources.Timebase, log *zap.Logger) (*Source, error) {
+	if log == nil {
+		log = zap.NewNop()
+	}
+	switch {
+	case cfg.Interface == "":
+		return nil, errors.New("ptp: source without an interface")
+	case cfg.Network != NetworkUDPv4 && cfg.Network != NetworkUDPv6 && cfg.Network != NetworkL2:
+		return nil, fmt.Errorf("ptp: %s: unknown network %q", cfg.Interface, cfg.Network)
+	case cfg.Domain > 127:
+		return nil, fmt.Errorf("ptp: %s: domain %d outside 0..127", cfg.Interface, cfg.Domain)
+	}
+	for _, iv := range []int8{cfg.LogAnnounceInterval, cfg.LogSyncInterval, cfg.LogMinDelayReqInterval} {
+		if iv < -7 || iv > 6 {
+			return nil, fmt.Errorf("ptp: %s: message interval 2^%d s outside 2^-7..2^6", cfg.Interface, iv)
+		}
+	}
+	return &Source{cfg: cfg, tb: tb, log: log}, nil
+}
+
+// Name is "ptp IFACE".
+func (s *Source) Name() string { return "ptp " + s.cfg.Interface }
+
+// Options are the engine options of the source: its poll interval is the
+// sync interval.
+func (s *Source) Options() sources.SourceOptions {
+	return sources.SourceOptions{Kind: "ptp", Address: s.cfg.Interface,
+		MinPoll: int(s.cfg.LogSyncInterval), MaxPoll: int(s.cfg.LogSyncInterval)}
+}
+
+// Run runs the port until ctx is done.
+func (s *Source) Run(ctx context.Context, r sources.Reporter) error {
+	ifi, err := net.InterfaceByName(s.cfg.Interface)
+	if err != nil {
+		return fmt.Errorf("ptp: %w", err)
+	}
+	id, err := protocol.NewClockIdentity(ifi.HardwareAddr)
+	if err != nil {
+		return fmt.Errorf("ptp: %s: clock identity from %q: %w", s.cfg.Interface, ifi.HardwareAddr, err)
+	}
+	tr, err := OpenTransport(TransportConfig{Network: s.cfg.Network, Interface: s.cfg.Interface,
+		EventPort: s.cfg.EventPort, GeneralPort: s.cfg.GeneralPort})
+	if err != nil {
+		return err
+	}
+	defer tr.Close()
+	p, err := newPortRun(s, id, tr, r)
+	if err != nil {
+		return err
+	}
+	return p.run(ctx)
+}
+
+// portRun is the state of one run of a Source.
+type portRun struct {
+	s     *Source
+	tr    Transport
+	r     sources.Reporter
+	log   *zap.Logger
+	self  protocol.PortIdentity
+	port  *Port
+	slave *Slave
+	group Address
+
+	stamping       netstamp.Stamping
+	logDelayReq    int8
+	nextDelayReq   time.Time
+	nextPoll       time.Time
+	synced         int // measurements since the master was selected
+	lastState      protocol.PortState
+	lastReportedUp bool
+}
+
+// slaveAfter is how many measurements an UNCALIBRATED port takes before it
+// calls itself SLAVE (MASTER_CLOCK_SELECTED).
+const slaveAfter = 4
+
+func newPortRun(s *Source, id protocol.ClockIdentity, tr Transport, r sources.Reporter) (*portRun, error) {
+	self := protocol.PortIdentity{ClockIdentity: id, PortNumber: 1}
+	port, err := NewPort(PortConfig{
+		Identity: self,
+		Clock: DefaultDataset{ClockIdentity: id, Priority1: s.cfg.Priority1, Priority2: s.cfg.Priority2,
+			ClockQuality: protocol.ClockQuality{ClockClass: protocol.ClockClassSlaveOnly, ClockAccuracy: protocol.ClockAccuracyUnknown, OffsetScaledLogVariance: 0xffff},
+			DomainNumber: s.cfg.Domain, SlaveOnly: true},
+		LogAnnounceInterval:    protocol.LogInterval(s.cfg.LogAnnounceInterval),
+		AnnounceReceiptTimeout: s.cfg.AnnounceReceiptTimeout,
+	})
+	if err != nil {
+		return nil, err
+	}
+	stamping := netstamp.StampKernel
+	slave, err := NewSlave(SlaveConfig{Identity: self, DomainNumber: s.cfg.Domain, Mechanism: EndToEnd,
+		DelayAsymmetry: s.cfg.DelayAsymmetry, Timestamps: stamping})
+	if err != nil {
+		return nil, err
+	}
+	group, err := tr.Network().GroupAddress(GroupPrimary)
+	if err != nil {
+		return nil, err
+	}
+	return &portRun{s: s, tr: tr, r: r, log: s.log.With(zap.String("port", s.Name())), self: self, port: port,
+		slave: slave, group: group, stamping: stamping, logDelayReq: s.cfg.LogMinDelayReqInterval}, nil
+}
+
+// tick is how often the state machine's timers run.
+const tick = 100 * time.Millisecond
+
+func (p *portRun) run(ctx context.Context) error {
+	now := time.Now()
+	p.port.Initialize(now)
+	p.lastState = p.port.State()
+	p.r.Fault("listening: waiting for an announce from a master")
+	buf := make([]byte, 1500)
+	nextTick := now.Add(tick)
+	for {
+		rctx, cancel := context.WithDeadline(ctx, nextTick)
+		rec, err := p.tr.Receive(rctx, buf)
+		cancel()
+		if ctx.Err() != nil {
+			return nil
+		}
+		if err == nil {
+			p.handle(buf[:rec.N], rec)
+		} else if !errors.Is(err, context.DeadlineExceeded) {
+			return fmt.Errorf("ptp: %s: %w", p.s.cfg.Interface, err)
+		}
+		now = time.Now()
+		if !now.Before(nextTick) {
+			nextTick = now.Add(tick)
+			if p.port.Tick(now) {
+				p.stateChanged(now)
+			}
+		}
+		p.poll(now)
+	}
+}
+
+// stateChanged follows the port's new state or master.
+func (p *portRun) stateChanged(now time.Time) {
+	st := p.port.State()
+	p.log.Info("port state", zap.Stringer("from", p.lastState), zap.Stringer("to", st), zap.String("reason", p.port.Reason()))
+	p.lastState = st
+	if m, ok := p.port.Master(); ok {
+		p.slave.SetMaster(m.SenderPortIdentity)
+		if st == protocol.PortStateUncalibrated {
+			p.synced = 0
+		}
+		p.r.Fault("")
+		p.nextDelayReq = now
+		return
+	}
+	p.slave.ClearMaster()
+	p.synced = 0
+	p.r.Fault(p.port.Reason())
+}
+
+// poll tells the engine a Sync was due, once per sync interval while a
+// master is selected: the reach register then shows lost Syncs.
+func (p *portRun) poll(now time.Time) {
+	if _, ok := p.port.Master(); !ok || now.Before(p.nextPoll) {
+		return
+	}
+	p.nextPoll = now.Add(protocol.LogInterval(p.s.cfg.LogSyncInterval).Duration())
+	p.r.Polled()
+}
+
+func (p *portRun) handle(b []byte, rec Received) {
+	pkt, err := protocol.DecodePacket(b)
+	if err != nil {
+		p.log.Debug("undecodable message", zap.Stringer("from", rec.From), zap.Error(err))
+		return
+	}
+	now := time.Now()
+	switch m := pkt.(type) {
+	case *protocol.Announce:
+		if err := p.port.HandleAnnounce(m, now); err != nil {
+			p.log.Debug("announce not used", zap.Error(err))
+			return
+		}
+		if p.port.Tick(now) {
+			p.stateChanged(now)
+		}
+	case *protocol.SyncDelayReq:
+		if m.MessageType() != protocol.MessageSync || m.DomainNumber != p.s.cfg.Domain {
+			return
+		}
+		ms, ok, err := p.slave.HandleSync(m, p.s.tb.FromSystem(rec.RX))
+		p.measured(ms, ok, err)
+		p.delayRequest(now)
+	case *protocol.FollowUp:
+		if m.DomainNumber != p.s.cfg.Domain {
+			return
+		}
+		ms, ok, err := p.slave.HandleFollowUp(m)
+		p.measured(ms, ok, err)
+	case *protocol.DelayResp:
+		if m.DomainNumber != p.s.cfg.Domain || m.RequestingPortIdentity != p.self {
+			return
+		}
+		if _, err := p.slave.HandleDelayResp(m); err != nil {
+			p.log.Debug("delay response not used", zap.Error(err))
+			return
+		}
+		if iv := int8(m.LogMessageInterval); iv != 0x7f && iv >= -7 && iv <= 6 {
+			p.logDelayReq = iv // the master's minimum delay request interval
+		}
+	}
+}
+
+// delayRequest sends a Delay_Req when one is due, after a Sync.
+func (p *portRun) delayRequest(now time.Time) {
+	if _, ok := p.port.Master(); !ok || now.Before(p.nextDelayReq) {
+		return
+	}
+	// Spread the requests over 0.5..1.5 of the interval, as the standard
+	// asks (clause 9.5.11.2), so that slaves do not send in step.
+	iv := protocol.LogInterval(p.logDelayReq).Duration()
+	p.nextDelayReq = now.Add(iv/2 + rand.N(iv))
+	req := p.slave.NewDelayReq()
+	b, err := protocol.Bytes(req)
+	if err != nil {
+		p.log.Warn("cannot build a delay request", zap.Error(err))
+		return
+	}
+	tx, st, err := p.tr.SendEvent(b, p.group)
+	if err != nil {
+		p.log.Warn("cannot send a delay request", zap.Error(err))
+		return
+	}
+	if st != p.stamping {
+		p.log.Debug("delay request stamped in user space", zap.Stringer("stamping", st))
+	}
+	if err := p.slave.DelayReqSent(req.SequenceID, p.s.tb.FromSystem(tx)); err != nil {
+		p.log.Debug("delay request not recorded", zap.Error(err))
+	}
+}
+
+// measured reports a completed Sync to the engine.
+func (p *portRun) measured(ms Measurement, ok bool, err error) {
+	if err != nil {
+		p.log.Debug("message not used", zap.Error(err))
+		return
+	}
+	if !ok {
+		return
+	}
+	tp := p.port.TimeProperties()
+	utcOffset, _ := tp.UTCOffset()
+	leap := sources.LeapNone
+	switch {
+	case tp.Leap61:
+		leap = sources.LeapInsert
+	case tp.Leap59:
+		leap = sources.LeapDelete
+	}
+	parent := p.port.Parent()
+	// Offset is local − master on the master's timescale (TAI for PTP):
+	// the engine wants master − local in UTC.
+	p.r.Measured(sources.Measurement{
+		Local:          ms.T2,
+		Offset:         -(ms.Offset.Duration() + utcOffset),
+		Delay:          2 * ms.Delay.Duration(),
+		RootDispersion: accuracy(parent.GrandmasterClockQuality.ClockAccuracy),
+		Precision:      stampPrecision(ms.Timestamps),
+		Stratum:        uint8(min(int(parent.StepsRemoved)+1, 15)),
+		Leap:           leap,
+		RefID:          0x50545000, // "PTP"
+		Stamping:       sourcesStamping(ms.Timestamps),
+	})
+	p.synced++
+	if p.synced == slaveAfter && p.port.State() == protocol.PortStateUncalibrated {
+		now := time.Now()
+		if p.port.MasterClockSelected(now) {
+			p.stateChanged(now)
+		}
+	}
+}
+
+// accuracy is the error bound a grandmaster's clockAccuracy announces
+// (IEEE 1588-2019 table 5), zero when unknown.
+func accuracy(a protocol.ClockAccuracy) time.Duration {
+	const first = 0x17 // 1 ps; the codes then go 2.5, 10, 25, 100, 250, 1000, ... × 10^n
+	switch {
+	case a < first || a > 0x31:
+		return 0
+	case a >= 0x30: // 10 s, and "more than 10 s"
+		return 10 * time.Second
+	}
+	steps := [...]float64{1, 2.5, 10, 25, 100, 250}
+	i := int(a - first)
+	ps := steps[i%len(steps)]
+	for range i / len(steps) {
+		ps *= 1000
+	}
+	return time.Duration(ps / 1000) // ps → ns
+}
+
+// stampPrecision is the resolution a kind of timestamp has.
+func stampPrecision(s netstamp.Stamping) time.Duration {
+	switch s {
+	case netstamp.StampHardware:
+		return 8 * time.Nanosecond
+	case netstamp.StampKernel:
+		return time.Microsecond
+	}
+	return 10 * time.Microsecond
+}
+
+func sourcesStamping(s netstamp.Stamping) sources.Stamping {
+	switch s {
+	case netstamp.StampHardware:
+		return sources.StampHardware
+	case netstamp.StampKernel:
+		return sources.StampKernel
+	}
+	return sources.StampUser
+}
