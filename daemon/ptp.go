@@ -20,9 +20,6 @@ func ptpSupported(c config.PTPConfig) error {
 		notYet := func(what string) {
 			errs = append(errs, fmt.Errorf("ptp: port %s: %s is not supported by this version of timed yet (see docs/CONFIG.md)", p.Interface, what))
 		}
-		if p.Role != "slave_only" {
-			notYet("role " + p.Role + " (only slave_only runs)")
-		}
 		if p.DelayMechanism != "e2e" {
 			notYet("delay_mechanism " + p.DelayMechanism)
 		}
@@ -50,7 +47,7 @@ func ptpUsesUDP(c config.PTPConfig) bool {
 // ptpSourceConfig is the ptp.SourceConfig of a configured port.
 func ptpSourceConfig(c config.PTPConfig, p config.PTPPort) ptp.SourceConfig {
 	return ptp.SourceConfig{
-		Interface: p.Interface, Network: ptp.Network(p.Transport), Domain: uint8(c.Domain),
+		Interface: p.Interface, Role: ptp.Role(p.Role), Network: ptp.Network(p.Transport), Domain: uint8(c.Domain),
 		Priority1: uint8(c.Priority1), Priority2: uint8(c.Priority2),
 		LogAnnounceInterval: int8(p.LogAnnounceInterval), LogSyncInterval: int8(p.LogSyncInterval),
 		LogMinDelayReqInterval: int8(p.LogMinDelayReqInterval),
@@ -65,6 +62,7 @@ func (d *Daemon) startPTPLocked(c config.PTPConfig) {
 	}
 	for _, p := range c.Ports {
 		sc := ptpSourceConfig(c, p)
+		sc.Quality = d.ptpQuality
 		d.ptpPorts = append(d.ptpPorts, d.startTask(d.ctx, func(ctx context.Context) { d.runPTPPort(ctx, sc, p) }))
 	}
 }
@@ -78,4 +76,19 @@ func (d *Daemon) runPTPPort(ctx context.Context, sc ptp.SourceConfig, p config.P
 		BoundedByAuthenticated: p.BoundedByAuthenticated,
 	}
 	d.runSource(ctx, "ptp port", log, opts, func() (sources.Source, error) { return ptp.NewSource(sc, d.clk, log) })
+}
+
+// ptpQuality is the local clock's quality as a PTP master announces it,
+// from the engine's status. A clock timed does not steer (the `none`
+// driver) is never announced as synchronized.
+func (d *Daemon) ptpQuality() ptp.Quality {
+	d.mu.Lock()
+	st := d.eng.Status(d.clk.Now())
+	ever := d.everSynced
+	observe := d.observe
+	d.mu.Unlock()
+	if observe {
+		return ptp.QualityOf(sources.Status{}, false)
+	}
+	return ptp.QualityOf(st, ever)
 }

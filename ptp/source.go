@@ -15,11 +15,29 @@ import (
 	"github.com/timed-project/timed/sources"
 )
 
-// SourceConfig configures a PTP port that takes time from a master: a
-// slave-only ordinary clock port.
+// Role is what a port may become, as the configuration names it.
+type Role string
+
+// The roles of a port: the best master clock algorithm decides between
+// master and slave (auto), or the port only ever follows a master
+// (slave_only, portDS of a slave-only clock) or only ever is one
+// (master_only, portDS.masterOnly).
+const (
+	RoleAuto       Role = "auto"
+	RoleSlaveOnly  Role = "slave_only"
+	RoleMasterOnly Role = "master_only"
+)
+
+// SourceConfig configures a PTP ordinary clock port.
 type SourceConfig struct {
 	// Interface is the network interface.
 	Interface string
+	// Role is what the port may become; empty means RoleSlaveOnly.
+	Role Role
+	// Quality reports the local clock's quality whenever the port may
+	// become master (about once a second); nil means a clock that is
+	// never synchronized (class 248).
+	Quality func() Quality
 	// Network is the transport.
 	Network Network
 	// Domain is the PTP domain number.
@@ -39,9 +57,11 @@ type SourceConfig struct {
 	EventPort, GeneralPort uint16
 }
 
-// Source is a PTP port as a time source of the engine: it runs the port
-// state machine and the end-to-end delay mechanism as a slave-only ordinary
-// clock, and reports each completed Sync as a measurement.
+// Source is a PTP ordinary clock port, as a time source of the engine: it
+// runs the port state machine and the end-to-end delay mechanism. In the
+// SLAVE and UNCALIBRATED states it reports each completed Sync as a
+// measurement; in the MASTER state it sends Announce, two-step Sync and
+// Follow_Up and answers Delay_Req, on the disciplined clock's time as TAI.
 type Source struct {
 	cfg SourceConfig
 	tb  sources.Timebase
@@ -61,6 +81,13 @@ func NewSource(cfg SourceConfig, tb sources.Timebase, log *zap.Logger) (*Source,
 		return nil, fmt.Errorf("ptp: %s: unknown network %q", cfg.Interface, cfg.Network)
 	case cfg.Domain > 127:
 		return nil, fmt.Errorf("ptp: %s: domain %d outside 0..127", cfg.Interface, cfg.Domain)
+	}
+	switch cfg.Role {
+	case "":
+		cfg.Role = RoleSlaveOnly
+	case RoleAuto, RoleSlaveOnly, RoleMasterOnly:
+	default:
+		return nil, fmt.Errorf("ptp: %s: unknown role %q (want auto, slave_only or master_only)", cfg.Interface, cfg.Role)
 	}
 	for _, iv := range []int8{cfg.LogAnnounceInterval, cfg.LogSyncInterval, cfg.LogMinDelayReqInterval} {
 		if iv < -7 || iv > 6 {
@@ -100,7 +127,31 @@ func (s *Source) Run(ctx context.Context, r sources.Reporter) error {
 	if err != nil {
 		return err
 	}
+	if s.cfg.Role != RoleSlaveOnly {
+		p.leaps = s.loadLeapTable()
+	}
 	return p.run(ctx)
+}
+
+// loadLeapTable reads the system's leap-seconds list and says in the log
+// what a master port will announce from it.
+func (s *Source) loadLeapTable() LeapTable {
+	t, path, err := LoadLeapTable()
+	if err != nil {
+		s.log.Warn("no leap-seconds list: announcing currentUtcOffset 37 s, not marked valid, and no leap seconds",
+			zap.Error(err))
+		return LeapTable{}
+	}
+	now := s.tb.Now()
+	tp := t.TimeProperties(now)
+	if !tp.CurrentUTCOffsetValid {
+		s.log.Warn("the leap-seconds list has expired: announcing its last currentUtcOffset, not marked valid",
+			zap.String("file", path), zap.Time("expired", t.Expires), zap.Int16("utc_offset_s", tp.CurrentUTCOffset))
+		return t
+	}
+	s.log.Info("leap-seconds list", zap.String("file", path), zap.Time("expires", t.Expires),
+		zap.Int16("utc_offset_s", tp.CurrentUTCOffset))
+	return t
 }
 
 // portRun is the state of one run of a Source.
@@ -121,6 +172,15 @@ type portRun struct {
 	synced         int // measurements since the master was selected
 	lastState      protocol.PortState
 	lastReportedUp bool
+
+	// The master side.
+	clock        DefaultDataset // the local clock as last given to the port
+	leaps        LeapTable
+	timeProps    TimeProperties // the local clock's, as last given to the port
+	msgs         masterMessages
+	nextQuality  time.Time
+	nextAnnounce time.Time
+	nextSync     time.Time
 }
 
 // slaveAfter is how many measurements an UNCALIBRATED port takes before it
@@ -129,11 +189,12 @@ const slaveAfter = 4
 
 func newPortRun(s *Source, id protocol.ClockIdentity, tr Transport, r sources.Reporter) (*portRun, error) {
 	self := protocol.PortIdentity{ClockIdentity: id, PortNumber: 1}
+	clock := DefaultDataset{ClockIdentity: id, Priority1: s.cfg.Priority1, Priority2: s.cfg.Priority2,
+		ClockQuality: freeRunning.ClockQuality, DomainNumber: s.cfg.Domain, SlaveOnly: s.cfg.Role == RoleSlaveOnly}
 	port, err := NewPort(PortConfig{
-		Identity: self,
-		Clock: DefaultDataset{ClockIdentity: id, Priority1: s.cfg.Priority1, Priority2: s.cfg.Priority2,
-			ClockQuality: protocol.ClockQuality{ClockClass: protocol.ClockClassSlaveOnly, ClockAccuracy: protocol.ClockAccuracyUnknown, OffsetScaledLogVariance: 0xffff},
-			DomainNumber: s.cfg.Domain, SlaveOnly: true},
+		Identity:               self,
+		Clock:                  clock,
+		MasterOnly:             s.cfg.Role == RoleMasterOnly,
 		LogAnnounceInterval:    protocol.LogInterval(s.cfg.LogAnnounceInterval),
 		AnnounceReceiptTimeout: s.cfg.AnnounceReceiptTimeout,
 	})
@@ -151,21 +212,32 @@ func newPortRun(s *Source, id protocol.ClockIdentity, tr Transport, r sources.Re
 		return nil, err
 	}
 	return &portRun{s: s, tr: tr, r: r, log: s.log.With(zap.String("port", s.Name())), self: self, port: port,
-		slave: slave, group: group, stamping: stamping, logDelayReq: s.cfg.LogMinDelayReqInterval}, nil
+		slave: slave, group: group, stamping: stamping, logDelayReq: s.cfg.LogMinDelayReqInterval, clock: clock,
+		msgs: masterMessages{self: self, domain: s.cfg.Domain, logAnnounce: protocol.LogInterval(s.cfg.LogAnnounceInterval),
+			logSync: protocol.LogInterval(s.cfg.LogSyncInterval), logDelay: protocol.LogInterval(s.cfg.LogMinDelayReqInterval)}}, nil
 }
 
 // tick is how often the state machine's timers run.
 const tick = 100 * time.Millisecond
 
+// qualityInterval is how often a port that may become master asks for the
+// local clock's quality.
+const qualityInterval = time.Second
+
 func (p *portRun) run(ctx context.Context) error {
 	now := time.Now()
+	p.refreshClock(now)
 	p.port.Initialize(now)
 	p.lastState = p.port.State()
 	p.r.Fault("listening: waiting for an announce from a master")
 	buf := make([]byte, 1500)
 	nextTick := now.Add(tick)
 	for {
-		rctx, cancel := context.WithDeadline(ctx, nextTick)
+		deadline := nextTick
+		if p.port.State() == protocol.PortStateMaster {
+			deadline = earliest(deadline, p.nextAnnounce, p.nextSync)
+		}
+		rctx, cancel := context.WithDeadline(ctx, deadline)
 		rec, err := p.tr.Receive(rctx, buf)
 		cancel()
 		if ctx.Err() != nil {
@@ -179,11 +251,113 @@ func (p *portRun) run(ctx context.Context) error {
 		now = time.Now()
 		if !now.Before(nextTick) {
 			nextTick = now.Add(tick)
+			p.refreshClock(now)
 			if p.port.Tick(now) {
 				p.stateChanged(now)
 			}
 		}
 		p.poll(now)
+		p.sendMasterMessages(now)
+	}
+}
+
+// earliest is the earliest of its arguments.
+func earliest(t time.Time, more ...time.Time) time.Time {
+	for _, u := range more {
+		if u.Before(t) {
+			t = u
+		}
+	}
+	return t
+}
+
+// refreshClock gives the port the local clock's current quality and time
+// properties, about once a second, unless the port is slave-only.
+func (p *portRun) refreshClock(now time.Time) {
+	if p.s.cfg.Role == RoleSlaveOnly || now.Before(p.nextQuality) {
+		return
+	}
+	p.nextQuality = now.Add(qualityInterval)
+	q := freeRunning
+	if p.s.cfg.Quality != nil {
+		q = p.s.cfg.Quality()
+	}
+	clock := p.clock
+	clock.ClockQuality = q.ClockQuality
+	tp := p.leaps.TimeProperties(p.s.tb.Now())
+	tp.TimeTraceable, tp.FrequencyTraceable, tp.TimeSource = q.TimeTraceable, q.FrequencyTraceable, q.TimeSource
+	if clock == p.clock && tp == p.timeProps {
+		return
+	}
+	if clock != p.clock {
+		p.log.Info("local clock quality", zap.Uint8("clock_class", uint8(q.ClockQuality.ClockClass)),
+			zap.String("clock_accuracy", fmt.Sprintf("0x%02x", uint8(q.ClockQuality.ClockAccuracy))), zap.Stringer("time_source", q.TimeSource))
+	}
+	if err := p.port.SetClock(clock, tp); err != nil {
+		p.log.Warn("cannot update the local clock's dataset", zap.Error(err))
+		return
+	}
+	p.clock, p.timeProps = clock, tp
+}
+
+// toPTP converts a time on the disciplined clock (UTC) to the PTP
+// timescale the port announces (TAI).
+func (p *portRun) toPTP(utc time.Time) time.Time {
+	return utc.Add(time.Duration(p.timeProps.CurrentUTCOffset) * time.Second)
+}
+
+// sendMasterMessages sends the Announce and the Sync with its Follow_Up
+// that are due, in the MASTER state.
+func (p *portRun) sendMasterMessages(now time.Time) {
+	if p.port.State() != protocol.PortStateMaster {
+		return
+	}
+	if !now.Before(p.nextAnnounce) {
+		p.nextAnnounce = now.Add(p.msgs.logAnnounce.Duration())
+		p.sendGeneral("announce", p.msgs.announce(p.port.Parent(), p.port.TimeProperties(), p.toPTP(p.s.tb.Now())))
+	}
+	if !now.Before(p.nextSync) {
+		p.nextSync = now.Add(p.msgs.logSync.Duration())
+		p.sendSync()
+	}
+}
+
+// sendSync sends a two-step Sync and its Follow_Up with the Sync's
+// transmit timestamp.
+func (p *portRun) sendSync() {
+	sync := p.msgs.sync(p.toPTP(p.s.tb.Now()))
+	if tx, ok := p.sendEvent("sync", sync); ok {
+		p.sendGeneral("follow-up", p.msgs.followUp(sync.SequenceID, p.toPTP(tx)))
+	}
+}
+
+// sendEvent sends an event message to the primary group and returns its
+// transmit timestamp on the disciplined clock; failures are logged.
+func (p *portRun) sendEvent(what string, msg protocol.Packet) (time.Time, bool) {
+	b, err := protocol.Bytes(msg)
+	if err != nil {
+		p.log.Warn("cannot build a "+what, zap.Error(err))
+		return time.Time{}, false
+	}
+	tx, st, err := p.tr.SendEvent(b, p.group)
+	if err != nil {
+		p.log.Warn("cannot send a "+what, zap.Error(err))
+		return time.Time{}, false
+	}
+	if st != p.stamping {
+		p.log.Debug(what+" stamped in user space", zap.Stringer("stamping", st))
+	}
+	return p.s.tb.FromSystem(tx), true
+}
+
+// sendGeneral sends a general message to the primary group.
+func (p *portRun) sendGeneral(what string, msg protocol.Packet) {
+	b, err := protocol.Bytes(msg)
+	if err == nil {
+		err = p.tr.SendGeneral(b, p.group)
+	}
+	if err != nil {
+		p.log.Warn("cannot send a "+what, zap.Error(err))
 	}
 }
 
@@ -192,6 +366,9 @@ func (p *portRun) stateChanged(now time.Time) {
 	st := p.port.State()
 	p.log.Info("port state", zap.Stringer("from", p.lastState), zap.Stringer("to", st), zap.String("reason", p.port.Reason()))
 	p.lastState = st
+	if st == protocol.PortStateMaster {
+		p.nextAnnounce, p.nextSync = now, now
+	}
 	if m, ok := p.port.Master(); ok {
 		p.slave.SetMaster(m.SenderPortIdentity)
 		if st == protocol.PortStateUncalibrated {
@@ -233,7 +410,11 @@ func (p *portRun) handle(b []byte, rec Received) {
 			p.stateChanged(now)
 		}
 	case *protocol.SyncDelayReq:
-		if m.MessageType() != protocol.MessageSync || m.DomainNumber != p.s.cfg.Domain {
+		if m.DomainNumber != p.s.cfg.Domain {
+			return
+		}
+		if m.MessageType() == protocol.MessageDelayReq {
+			p.delayResponse(m, rec)
 			return
 		}
 		ms, ok, err := p.slave.HandleSync(m, p.s.tb.FromSystem(rec.RX))
@@ -259,6 +440,14 @@ func (p *portRun) handle(b []byte, rec Received) {
 	}
 }
 
+// delayResponse answers a Delay_Req in the MASTER state.
+func (p *portRun) delayResponse(req *protocol.SyncDelayReq, rec Received) {
+	if p.port.State() != protocol.PortStateMaster {
+		return
+	}
+	p.sendGeneral("delay response", p.msgs.delayResp(req, p.toPTP(p.s.tb.FromSystem(rec.RX))))
+}
+
 // delayRequest sends a Delay_Req when one is due, after a Sync.
 func (p *portRun) delayRequest(now time.Time) {
 	if _, ok := p.port.Master(); !ok || now.Before(p.nextDelayReq) {
@@ -269,20 +458,11 @@ func (p *portRun) delayRequest(now time.Time) {
 	iv := protocol.LogInterval(p.logDelayReq).Duration()
 	p.nextDelayReq = now.Add(iv/2 + rand.N(iv))
 	req := p.slave.NewDelayReq()
-	b, err := protocol.Bytes(req)
-	if err != nil {
-		p.log.Warn("cannot build a delay request", zap.Error(err))
+	tx, ok := p.sendEvent("delay request", req)
+	if !ok {
 		return
 	}
-	tx, st, err := p.tr.SendEvent(b, p.group)
-	if err != nil {
-		p.log.Warn("cannot send a delay request", zap.Error(err))
-		return
-	}
-	if st != p.stamping {
-		p.log.Debug("delay request stamped in user space", zap.Stringer("stamping", st))
-	}
-	if err := p.slave.DelayReqSent(req.SequenceID, p.s.tb.FromSystem(tx)); err != nil {
+	if err := p.slave.DelayReqSent(req.SequenceID, tx); err != nil {
 		p.log.Debug("delay request not recorded", zap.Error(err))
 	}
 }
@@ -306,12 +486,16 @@ func (p *portRun) measured(ms Measurement, ok bool, err error) {
 		leap = sources.LeapDelete
 	}
 	parent := p.port.Parent()
+	// A mean path delay that comes out negative (timestamp noise, or the
+	// local clock slewed between t2 and t3) carries no weight information:
+	// the engine gets zero, the offset as measured.
+	delay := max(2*ms.Delay.Duration(), 0)
 	// Offset is local − master on the master's timescale (TAI for PTP):
 	// the engine wants master − local in UTC.
 	p.r.Measured(sources.Measurement{
 		Local:          ms.T2,
 		Offset:         -(ms.Offset.Duration() + utcOffset),
-		Delay:          2 * ms.Delay.Duration(),
+		Delay:          delay,
 		RootDispersion: accuracy(parent.GrandmasterClockQuality.ClockAccuracy),
 		Precision:      stampPrecision(ms.Timestamps),
 		Stratum:        uint8(min(int(parent.StepsRemoved)+1, 15)),

@@ -255,6 +255,23 @@ func describeMaster(m ForeignMaster) string {
 		m.SenderPortIdentity, m.GrandmasterIdentity, m.GrandmasterClockQuality.ClockClass, m.StepsRemoved)
 }
 
+// SetClock replaces the local clock's default dataset and time properties,
+// as its quality changes (the engine synchronizes, loses its sources) or a
+// leap second nears. A port that is its own grandmaster announces them at
+// once; the next Tick runs the state decision with them. The clock
+// identity, domain and slave-only setting cannot change.
+func (p *Port) SetClock(ds DefaultDataset, tp TimeProperties) error {
+	old := p.cfg.Clock
+	if ds.ClockIdentity != old.ClockIdentity || ds.DomainNumber != old.DomainNumber || ds.SlaveOnly != old.SlaveOnly {
+		return fmt.Errorf("ptp: port %s: the clock's identity, domain and slave-only setting cannot change", p.cfg.Identity)
+	}
+	p.cfg.Clock, p.cfg.TimeProperties = ds, tp
+	if p.master == nil {
+		p.becomeOwnGrandmaster()
+	}
+	return nil
+}
+
 // HandleAnnounce records an Announce message received at now in the
 // foreign master table. It returns an error wrapping one of ErrNilMessage,
 // ErrPortNotRunning, ErrWrongDomain, ErrFromSelf, ErrStepsRemoved or

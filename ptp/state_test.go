@@ -320,3 +320,57 @@ func TestPortAnnounceIntervalScalesTimeout(t *testing.T) {
 		t.Fatalf("at 8 s: %v %q", p.State(), p.Reason())
 	}
 }
+
+// SetClock: a clock of class 248 that follows a better class 248 master
+// becomes master when its own quality turns to class 6, announcing the new
+// quality and time properties; identity, domain and slave-only are fixed.
+func TestPortSetClock(t *testing.T) {
+	cfg := portConfig(248)
+	p := newPort(t, cfg)
+	better := pid(0x10, 1) // a lower identity wins among equals
+	runSteps(t, p, []step{
+		{at: 0.5, announce: announce(better, 0x10, 248, 1), want: protocol.PortStateListening},
+		{at: 1.0, announce: announce(better, 0x10, 248, 2), want: protocol.PortStateUncalibrated},
+	})
+	synced := cfg.Clock
+	synced.ClockQuality = protocol.ClockQuality{ClockClass: 6, ClockAccuracy: protocol.ClockAccuracyMicrosecond1, OffsetScaledLogVariance: 0xffff}
+	tp := TimeProperties{CurrentUTCOffset: 37, CurrentUTCOffsetValid: true, PTPTimescale: true, TimeTraceable: true,
+		FrequencyTraceable: true, TimeSource: protocol.TimeSourceNTP}
+	if err := p.SetClock(synced, tp); err != nil {
+		t.Fatal(err)
+	}
+	if got := p.Parent().GrandmasterIdentity; got != 0x10 {
+		t.Errorf("a port following a master changed its parent at once: grandmaster %v", got)
+	}
+	runSteps(t, p, []step{
+		{at: 1.5, announce: announce(better, 0x10, 248, 3), want: protocol.PortStatePreMaster, reason: "M1"},
+		{at: 2.6, want: protocol.PortStateMaster},
+	})
+	if par := p.Parent(); par.GrandmasterIdentity != localClock || par.GrandmasterClockQuality != synced.ClockQuality {
+		t.Errorf("parent %+v, want the local clock with class 6", par)
+	}
+	if got := p.TimeProperties(); got != tp {
+		t.Errorf("time properties %+v, want %+v", got, tp)
+	}
+	// A master announces a changed quality at once.
+	holdover := synced
+	holdover.ClockQuality.ClockClass = 7
+	if err := p.SetClock(holdover, tp); err != nil {
+		t.Fatal(err)
+	}
+	if got := p.Parent().GrandmasterClockQuality.ClockClass; got != 7 {
+		t.Errorf("master's parent class %d after SetClock, want 7", got)
+	}
+
+	for name, mod := range map[string]func(*DefaultDataset){
+		"identity":   func(d *DefaultDataset) { d.ClockIdentity++ },
+		"domain":     func(d *DefaultDataset) { d.DomainNumber++ },
+		"slave-only": func(d *DefaultDataset) { d.SlaveOnly = true },
+	} {
+		ds := synced
+		mod(&ds)
+		if err := p.SetClock(ds, tp); err == nil {
+			t.Errorf("SetClock accepted another %s", name)
+		}
+	}
+}

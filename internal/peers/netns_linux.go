@@ -43,25 +43,38 @@ func NewNetns(t testing.TB) string {
 // netns (one NewNetns made) and returns when f has. Sockets that f opens
 // stay in that namespace whichever thread uses them later. f runs on
 // another goroutine, so it must not call t.Fatal or t.FailNow: it hands its
-// results and errors back through variables it sets. The thread is never
-// unlocked: it ends with that goroutine instead of going back to the
-// scheduler in the wrong namespace.
+// results and errors back through variables it sets. The thread goes back
+// to its own namespace afterwards and returns to the scheduler; it must not
+// end, since a peer started from it (with a parent-death signal, as Start
+// does) would be killed with it. Only if it cannot go back is it ended.
 func InNetns(t testing.TB, netns string, f func()) {
 	t.Helper()
 	errc := make(chan error, 1)
 	go func() {
 		runtime.LockOSThread()
+		own, err := unix.Open("/proc/thread-self/ns/net", unix.O_RDONLY|unix.O_CLOEXEC, 0)
+		if err != nil {
+			runtime.UnlockOSThread()
+			errc <- fmt.Errorf("open this thread's network namespace: %w", err)
+			return
+		}
+		defer unix.Close(own)
 		fd, err := unix.Open("/run/netns/"+netns, unix.O_RDONLY|unix.O_CLOEXEC, 0)
 		if err != nil {
+			runtime.UnlockOSThread()
 			errc <- fmt.Errorf("open network namespace %s: %w", netns, err)
 			return
 		}
 		defer unix.Close(fd)
 		if err := unix.Setns(fd, unix.CLONE_NEWNET); err != nil {
+			runtime.UnlockOSThread()
 			errc <- fmt.Errorf("setns %s: %w", netns, err)
 			return
 		}
 		f()
+		if unix.Setns(own, unix.CLONE_NEWNET) == nil {
+			runtime.UnlockOSThread()
+		} // else the thread ends with this goroutine, still locked
 		errc <- nil
 	}()
 	if err := <-errc; err != nil {

@@ -75,16 +75,16 @@ func NewVethPair(t testing.TB) (a, b VethEnd) {
 			}
 			time.Sleep(20 * time.Millisecond)
 		}
-		var err error
-		InNetns(t, e.Netns, func() {
-			var ifi *net.Interface
-			if ifi, err = net.InterfaceByName(e.Iface); err == nil {
-				e.MAC = ifi.HardwareAddr
-			}
-		})
+		out := run("-n", e.Netns, "link", "show", "dev", e.Iface)
+		m := linkEtherRE.FindStringSubmatch(out)
+		if m == nil {
+			t.Fatalf("%s in %s: no MAC address in %q", e.Iface, e.Netns, out)
+		}
+		mac, err := net.ParseMAC(m[1])
 		if err != nil {
 			t.Fatalf("%s in %s: %v", e.Iface, e.Netns, err)
 		}
+		e.MAC = mac
 	}
 	return a, b
 }
@@ -124,6 +124,8 @@ func (p *Ptp4l) Pmc(t testing.TB, command string) (string, error) {
 }
 
 var pmcCounter atomic.Int32
+
+var linkEtherRE = regexp.MustCompile(`link/ether ([0-9a-f:]{17})`)
 
 // PortState is the portState that `pmc GET PORT_DATA_SET` reports, or ""
 // when it cannot be read.
