@@ -110,6 +110,18 @@ func (c *Client) ServerStats(ctx context.Context) (ServerStatsReply, error) {
 	return *resp.ServerStats, nil
 }
 
+// PTP asks for the PTP ports.
+func (c *Client) PTP(ctx context.Context) (PTPReply, error) {
+	resp, err := c.do(ctx, Request{Version: Version, Command: CmdPTP}, true)
+	if err != nil {
+		return PTPReply{}, err
+	}
+	if resp.PTP == nil {
+		return PTPReply{}, errors.New("control: ptp: the response has no ports")
+	}
+	return *resp.PTP, nil
+}
+
 // Clients asks for up to limit clients of the NTP server (0: the default).
 func (c *Client) Clients(ctx context.Context, limit int) (ClientsReply, error) {
 	args, err := json.Marshal(ClientsArgs{Limit: limit})

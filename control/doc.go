@@ -63,7 +63,7 @@
 // request args, new response members and new fields inside results.
 // Clients and servers ignore members they do not know. A later command's
 // result gets its own response member named after it (for example
-// "sources", "serverstats", "clients"), so existing members never change
+// "sources", "serverstats", "clients", "ptp"), so existing members never change
 // meaning. Anything incompatible bumps the version; a server may speak
 // several versions, answering each request in the version it was asked in.
 package control

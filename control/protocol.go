@@ -26,6 +26,7 @@ const (
 	CmdMakeStep    = "makestep"
 	CmdServerStats = "serverstats"
 	CmdClients     = "clients" // args: ClientsArgs
+	CmdPTP         = "ptp"
 )
 
 // Request is one command to timed.
@@ -48,6 +49,53 @@ type Response struct {
 	ServerStats *ServerStatsReply `json:"serverstats,omitempty"`
 	// Clients is the result of "clients".
 	Clients *ClientsReply `json:"clients,omitempty"`
+	// PTP is the result of "ptp".
+	PTP *PTPReply `json:"ptp,omitempty"`
+}
+
+// PTPReply is the result of "ptp": every configured PTP port.
+type PTPReply struct {
+	Ports []PTPPortStatus `json:"ports"`
+}
+
+// PTPPortStatus is one PTP port. Durations are in seconds; identities are
+// written as IEEE 1588 clock identities with the port number
+// (0a1b2c.fffe.3d4e5f-1).
+type PTPPortStatus struct {
+	Interface string `json:"interface"`
+	Transport string `json:"transport"`
+	Role      string `json:"role"`
+	// State is the port state (SLAVE, MASTER, LISTENING, ...), Reason says
+	// why in words, SinceAgo how long ago it was entered.
+	State    string  `json:"state"`
+	Reason   string  `json:"reason"`
+	SinceAgo float64 `json:"since_ago_s"`
+	Identity string  `json:"identity"`
+	// Parent is the port the clock takes time from, Grandmaster its
+	// grandmaster with its clock class and accuracy (0: unknown) and the
+	// steps removed; empty unless the port follows a master or is one.
+	Parent              string  `json:"parent,omitempty"`
+	Grandmaster         string  `json:"grandmaster,omitempty"`
+	GrandmasterClass    uint8   `json:"grandmaster_class,omitempty"`
+	GrandmasterAccuracy float64 `json:"grandmaster_accuracy_s,omitempty"`
+	StepsRemoved        uint16  `json:"steps_removed"`
+	// UTCOffset is TAI − UTC as used; UTCOffsetValid whether the
+	// grandmaster marks it valid; PTPTimescale whether the timescale is
+	// PTP's (TAI) rather than arbitrary.
+	UTCOffset      float64 `json:"utc_offset_s"`
+	UTCOffsetValid bool    `json:"utc_offset_valid"`
+	PTPTimescale   bool    `json:"ptp_timescale"`
+	// Offset is the last measured offset from the master (local − master,
+	// UTC), MeanPathDelay the last mean path delay, Timestamps their kind
+	// (kernel, hardware, user), LastMeasurementAgo how long ago.
+	Offset             float64 `json:"offset_s"`
+	MeanPathDelay      float64 `json:"mean_path_delay_s"`
+	Timestamps         string  `json:"timestamps,omitempty"`
+	LastMeasurementAgo float64 `json:"last_measurement_ago_s,omitempty"`
+	// Measurements counts completed Syncs; Dropped the messages the delay
+	// mechanism did not use, by reason.
+	Measurements uint64            `json:"measurements"`
+	Dropped      map[string]uint64 `json:"dropped,omitempty"`
 }
 
 // ServerStatsReply is the result of "serverstats": the NTP server's

@@ -34,6 +34,8 @@ type Backend interface {
 	// Clients returns up to limit clients of the NTP server, busiest
 	// first.
 	Clients(limit int) ClientsReply
+	// PTP returns the PTP ports.
+	PTP() PTPReply
 }
 
 // DefaultClientsLimit is how many clients "clients" returns by default, and
@@ -70,6 +72,10 @@ var commands = map[string]command{
 	CmdServerStats: {run: func(b Backend, _ Request) (Response, error) {
 		st := b.ServerStats()
 		return Response{ServerStats: &st}, nil
+	}},
+	CmdPTP: {run: func(b Backend, _ Request) (Response, error) {
+		st := b.PTP()
+		return Response{PTP: &st}, nil
 	}},
 	CmdClients: {run: func(b Backend, req Request) (Response, error) {
 		var args ClientsArgs

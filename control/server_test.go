@@ -62,6 +62,10 @@ func (b *fakeBackend) Clients(limit int) ClientsReply {
 	return out
 }
 
+func (b *fakeBackend) PTP() PTPReply {
+	return PTPReply{Ports: []PTPPortStatus{{Interface: "eth0", State: "SLAVE", Grandmaster: "0a1b2c.fffe.3d4e5f-1", MeanPathDelay: 2e-6}}}
+}
+
 func sampleStatus() StatusReply {
 	return StatusReply{
 		Engine: sources.Status{
@@ -368,6 +372,10 @@ func TestServerQueries(t *testing.T) {
 	if _, err := c.Clients(context.Background(), MaxClientsLimit+1); err == nil {
 		t.Error("Clients above the limit: no error")
 	}
+	p, err := c.PTP(context.Background())
+	if err != nil || len(p.Ports) != 1 || p.Ports[0].State != "SLAVE" || p.Ports[0].MeanPathDelay != 2e-6 {
+		t.Errorf("PTP: %+v %v", p, err)
+	}
 }
 
 func TestBadRequests(t *testing.T) {
@@ -386,7 +394,7 @@ func TestBadRequests(t *testing.T) {
 		{`{"version":1,"command":7}`, `"command" must be a string`},
 		{`{"version":1,"command":"status"} {}`, "malformed request"},
 		{`{"version":1,"command":"status","args":[1]}`, `"args" must be an object`},
-		{`{"version":1,"command":"frob"}`, `unknown command "frob" (known: clients, makestep, reload, serverstats, status)`},
+		{`{"version":1,"command":"frob"}`, `unknown command "frob" (known: clients, makestep, ptp, reload, serverstats, status)`},
 		{`{"version":1,"command":"clients","args":{"limit":-1}}`, "limit -1 out of range 1..10000"},
 		{`{"version":1,"command":"clients","args":{"limit":"x"}}`, "clients: bad arguments"},
 		{`{"version":1,"command":"STATUS"}`, `unknown command "STATUS"`},

@@ -24,6 +24,7 @@ import (
 	"github.com/timed-project/timed/clock"
 	"github.com/timed-project/timed/config"
 	"github.com/timed-project/timed/control"
+	"github.com/timed-project/timed/ptp"
 	"github.com/timed-project/timed/sources"
 )
 
@@ -87,6 +88,7 @@ type Daemon struct {
 	running    map[string]*reporter
 	servers    map[config.NTPServer]*task
 	ptpPorts   []*task
+	ptpSources map[string]*ptp.Source // by interface, the latest of each port
 	pools      map[config.NTPPool]*task
 	ntp        *ntpServer // the NTP server; nil when none is configured
 
@@ -132,17 +134,18 @@ func newDaemon(cfg *config.Config, cfgPath string, log *zap.Logger, f factories)
 		return nil, err
 	}
 	d := &Daemon{
-		log:       log,
-		f:         f,
-		clk:       clk,
-		observe:   observe,
-		cfgPath:   cfgPath,
-		cfg:       cfg,
-		applyErrs: map[string]string{},
-		running:   map[string]*reporter{},
-		servers:   map[config.NTPServer]*task{},
-		pools:     map[config.NTPPool]*task{},
-		ready:     make(chan struct{}),
+		log:        log,
+		f:          f,
+		clk:        clk,
+		observe:    observe,
+		cfgPath:    cfgPath,
+		cfg:        cfg,
+		applyErrs:  map[string]string{},
+		running:    map[string]*reporter{},
+		servers:    map[config.NTPServer]*task{},
+		ptpSources: map[string]*ptp.Source{},
+		pools:      map[config.NTPPool]*task{},
+		ready:      make(chan struct{}),
 	}
 	ecfg := engineConfig(cfg.Engine)
 	ecfg.Observe = observe

@@ -4,10 +4,14 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
+	"slices"
+	"time"
 
 	"go.uber.org/zap"
 
 	"github.com/timed-project/timed/config"
+	"github.com/timed-project/timed/control"
 	"github.com/timed-project/timed/ptp"
 	"github.com/timed-project/timed/sources"
 )
@@ -75,7 +79,15 @@ func (d *Daemon) runPTPPort(ctx context.Context, sc ptp.SourceConfig, p config.P
 		Prefer: p.Prefer, NoSelect: p.NoSelect, Trust: p.Trust, Require: p.Require,
 		BoundedByAuthenticated: p.BoundedByAuthenticated,
 	}
-	d.runSource(ctx, "ptp port", log, opts, func() (sources.Source, error) { return ptp.NewSource(sc, d.clk, log) })
+	d.runSource(ctx, "ptp port", log, opts, func() (sources.Source, error) {
+		src, err := ptp.NewSource(sc, d.clk, log)
+		if err == nil {
+			d.mu.Lock()
+			d.ptpSources[sc.Interface] = src
+			d.mu.Unlock()
+		}
+		return src, err
+	})
 }
 
 // ptpQuality is the local clock's quality as a PTP master announces it,
@@ -91,4 +103,42 @@ func (d *Daemon) ptpQuality() ptp.Quality {
 		return ptp.QualityOf(sources.Status{}, false)
 	}
 	return ptp.QualityOf(st, ever)
+}
+
+// PTP returns the PTP ports for `timectl ptp`. It implements
+// control.Backend.
+func (d *Daemon) PTP() control.PTPReply {
+	d.mu.Lock()
+	ports := slices.Clone(d.cfg.PTP.Ports)
+	srcs := make(map[string]*ptp.Source, len(d.ptpSources))
+	maps.Copy(srcs, d.ptpSources)
+	d.mu.Unlock()
+	now := time.Now()
+	out := control.PTPReply{Ports: []control.PTPPortStatus{}}
+	for _, p := range ports {
+		src := srcs[p.Interface]
+		if src == nil {
+			out.Ports = append(out.Ports, control.PTPPortStatus{Interface: p.Interface, Transport: p.Transport, Role: p.Role,
+				State: "INITIALIZING", Reason: "not started yet"})
+			continue
+		}
+		st := src.Status()
+		ps := control.PTPPortStatus{
+			Interface: st.Interface, Transport: string(st.Network), Role: string(st.Role),
+			State: st.State, Reason: st.Reason, Identity: st.Identity,
+			Parent: st.Parent, Grandmaster: st.Grandmaster, GrandmasterClass: st.GrandmasterClass,
+			GrandmasterAccuracy: st.GrandmasterAccuracy.Seconds(), StepsRemoved: st.StepsRemoved,
+			UTCOffset: st.UTCOffset.Seconds(), UTCOffsetValid: st.UTCOffsetValid, PTPTimescale: st.PTPTimescale,
+			Offset: st.Offset.Seconds(), MeanPathDelay: st.MeanPathDelay.Seconds(), Timestamps: st.Timestamps,
+			Measurements: st.Measurements, Dropped: st.Dropped,
+		}
+		if !st.Since.IsZero() {
+			ps.SinceAgo = now.Sub(st.Since).Seconds()
+		}
+		if !st.LastMeasurement.IsZero() {
+			ps.LastMeasurementAgo = d.clk.Now().Sub(st.LastMeasurement).Seconds()
+		}
+		out.Ports = append(out.Ports, ps)
+	}
+	return out
 }

@@ -63,9 +63,10 @@ type SourceConfig struct {
 // measurement; in the MASTER state it sends Announce, two-step Sync and
 // Follow_Up and answers Delay_Req, on the disciplined clock's time as TAI.
 type Source struct {
-	cfg SourceConfig
-	tb  sources.Timebase
-	log *zap.Logger
+	cfg    SourceConfig
+	tb     sources.Timebase
+	log    *zap.Logger
+	status statusBox
 }
 
 // NewSource checks cfg; tb converts the kernel's timestamps to the
@@ -255,6 +256,7 @@ func (p *portRun) run(ctx context.Context) error {
 			if p.port.Tick(now) {
 				p.stateChanged(now)
 			}
+			p.publish()
 		}
 		p.poll(now)
 		p.sendMasterMessages(now)
@@ -503,6 +505,7 @@ func (p *portRun) measured(ms Measurement, ok bool, err error) {
 		RefID:          0x50545000, // "PTP"
 		Stamping:       sourcesStamping(ms.Timestamps),
 	})
+	p.published(ms, ms.Offset.Duration()+utcOffset)
 	p.synced++
 	if p.synced == slaveAfter && p.port.State() == protocol.PortStateUncalibrated {
 		now := time.Now()

@@ -141,6 +141,7 @@ follow the table.` + "\n" + jsonNote + "\n" + exitCodes,
 		},
 		serverStatsCommand(ctx, g),
 		clientsCommand(ctx, g),
+		ptpCommand(ctx, g),
 		&cobra.Command{
 			Use:   "validate FILE",
 			Short: "Check a configuration file without starting anything",

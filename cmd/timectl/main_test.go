@@ -199,6 +199,16 @@ func (b *backend) Clients(limit int) control.ClientsReply {
 	}[:min(limit, 2)]}
 }
 
+func (b *backend) PTP() control.PTPReply {
+	return control.PTPReply{Ports: []control.PTPPortStatus{{
+		Interface: "eth0", Transport: "udp4", Role: "slave_only", State: "SLAVE", Reason: "slave: synchronizing to master 0a1b2c.fffe.3d4e5f-1",
+		SinceAgo: 42, Identity: "0a1b2c.fffe.000001-1", Parent: "0a1b2c.fffe.3d4e5f-1", Grandmaster: "0a1b2c.fffe.3d4e5f",
+		GrandmasterClass: 6, GrandmasterAccuracy: 100e-9, UTCOffset: 37, UTCOffsetValid: true, PTPTimescale: true,
+		Offset: -1.5e-6, MeanPathDelay: 2.1e-6, Timestamps: "kernel", LastMeasurementAgo: 0.4, Measurements: 1000,
+		Dropped: map[string]uint64{"lost_response": 2},
+	}, {Interface: "eth1", Transport: "l2", Role: "auto", State: "LISTENING", Reason: "listening: no announce from a master for 6s"}}}
+}
+
 func serveControl(t *testing.T, b control.Backend) string {
 	t.Helper()
 	path := filepath.Join(t.TempDir(), "timed.sock")
@@ -266,6 +276,8 @@ func TestServerCommands(t *testing.T) {
 			"5 RATE (slow down), 0 DENY (refused)", "Not answered:        50", "rate limited:      40", "3 of 65536 clients"}},
 		{[]string{"clients"}, []string{"192.0.2.1", "12.5/s", "2001:db8::1", "0.96/min", "interleaved"}},
 		{[]string{"clients", "-n", "1"}, []string{"192.0.2.1"}},
+		{[]string{"ptp"}, []string{"eth0 (udp4, role slave_only)", "SLAVE for 42s: slave: synchronizing", "clock class 6, accuracy within 100.000 ns, 0 steps removed",
+			"PTP (TAI), UTC offset 37 s, marked valid", "-1.500 µs (local − master", "Mean path delay:  2.100 µs", "lost_response:", "eth1 (l2, role auto)", "LISTENING"}},
 	}
 	for _, tt := range tests {
 		code, out, errOut := runArgs(t, append([]string{"-s", sock}, tt.args...)...)

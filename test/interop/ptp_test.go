@@ -117,6 +117,22 @@ func TestPTPClientPtp4l(t *testing.T) {
 					}
 				}
 			}
+			var ports struct {
+				Ports []struct {
+					State, Grandmaster, Timestamps string
+					MeanPathDelay                  float64 `json:"mean_path_delay_s"`
+					Measurements                   uint64
+				}
+			}
+			if err := tp.query(t.Context(), &ports, "ptp"); err != nil {
+				t.Fatal(err)
+			}
+			if p := ports.Ports; len(p) != 1 || p[0].State != "SLAVE" || p[0].Grandmaster == "" || p[0].Timestamps != "kernel" ||
+				p[0].MeanPathDelay <= 0 || p[0].Measurements < 30 {
+				t.Errorf("timectl ptp: %+v, want one SLAVE port with its grandmaster, kernel timestamps, a path delay and measurements", p)
+			} else {
+				t.Logf("timectl ptp: %+v", p[0])
+			}
 			if st := slave.PortState(t); st != "SLAVE" {
 				t.Errorf("the ptp4l slave is %q, want SLAVE", st)
 			}
