@@ -369,7 +369,7 @@ func TestPTPNotYetRefused(t *testing.T) {
 	}{
 		{"{interface: eth0}", ""},
 		{"{interface: eth0, role: master_only}", ""},
-		{"{interface: eth0, role: slave_only, delay_mechanism: p2p}", "delay_mechanism p2p"},
+		{"{interface: eth0, role: slave_only, delay_mechanism: p2p}", ""},
 		{"{interface: eth0, role: slave_only, timestamping: hardware}", "timestamping hardware"},
 		{"{interface: eth0, role: slave_only, unicast_masters: [192.0.2.1]}", "unicast_masters"},
 		{"{interface: eth0, role: slave_only}", ""},
@@ -399,8 +399,8 @@ func TestPTPNotYetRefused(t *testing.T) {
 	cfg, _ := config.Load(path)
 	d, _ := testDaemon(t, cfg, path, newWorld(), nil, nil)
 	start(t, d)
-	writeFile(t, path, "clock: {driver: virtual}\nptp: {ports: [{interface: eth0, delay_mechanism: p2p}]}\n")
-	if err := d.Reload(); err == nil || !strings.Contains(err.Error(), "delay_mechanism p2p") {
-		t.Errorf("Reload with a p2p port: %v", err)
+	writeFile(t, path, "clock: {driver: virtual}\nptp: {ports: [{interface: eth0, timestamping: hardware}]}\n")
+	if err := d.Reload(); err == nil || !strings.Contains(err.Error(), "timestamping hardware") {
+		t.Errorf("Reload with a hardware-timestamping port: %v", err)
 	}
 }

@@ -24,9 +24,6 @@ func ptpSupported(c config.PTPConfig) error {
 		notYet := func(what string) {
 			errs = append(errs, fmt.Errorf("ptp: port %s: %s is not supported by this version of timed yet (see docs/CONFIG.md)", p.Interface, what))
 		}
-		if p.DelayMechanism != "e2e" {
-			notYet("delay_mechanism " + p.DelayMechanism)
-		}
 		if p.Timestamping != "software" {
 			notYet("timestamping " + p.Timestamping)
 		}
@@ -50,12 +47,16 @@ func ptpUsesUDP(c config.PTPConfig) bool {
 
 // ptpSourceConfig is the ptp.SourceConfig of a configured port.
 func ptpSourceConfig(c config.PTPConfig, p config.PTPPort) ptp.SourceConfig {
+	mech := ptp.EndToEnd
+	if p.DelayMechanism == "p2p" {
+		mech = ptp.PeerToPeer
+	}
 	return ptp.SourceConfig{
 		Interface: p.Interface, Role: ptp.Role(p.Role), Network: ptp.Network(p.Transport), Domain: uint8(c.Domain),
 		Priority1: uint8(c.Priority1), Priority2: uint8(c.Priority2),
 		LogAnnounceInterval: int8(p.LogAnnounceInterval), LogSyncInterval: int8(p.LogSyncInterval),
 		LogMinDelayReqInterval: int8(p.LogMinDelayReqInterval),
-		AnnounceReceiptTimeout: p.AnnounceReceiptTimeout, DelayAsymmetry: p.DelayAsymmetry,
+		AnnounceReceiptTimeout: p.AnnounceReceiptTimeout, DelayAsymmetry: p.DelayAsymmetry, DelayMechanism: mech,
 	}
 }
 

@@ -67,7 +67,8 @@ func QualityOf(st sources.Status, everSynchronized bool) Quality {
 }
 
 // masterMessages builds the messages of a port in the MASTER state:
-// Announce, two-step Sync with its Follow_Up, and Delay_Resp. Announce and
+// Announce, two-step Sync with its Follow_Up, and Delay_Resp; and the
+// answers to Pdelay_Req every peer-to-peer port sends. Announce and
 // Sync count their own sequence ids; a Follow_Up carries its Sync's, a
 // Delay_Resp its Delay_Req's.
 type masterMessages struct {
@@ -154,5 +155,32 @@ func (m *masterMessages) delayResp(req *protocol.SyncDelayReq, t4 time.Time) *pr
 	return &protocol.DelayResp{Header: h, DelayRespBody: protocol.DelayRespBody{
 		ReceiveTimestamp:       protocol.NewTimestamp(t4),
 		RequestingPortIdentity: req.SourcePortIdentity,
+	}}
+}
+
+// pdelayResp answers, two-step, the Pdelay_Req req that arrived at t2 (PTP
+// timescale): its sequence id and requesting port carried over, and a
+// correctionField of zero (clause 11.4.3: the request's correction goes
+// into the follow-up). Every port using the peer delay mechanism answers,
+// whatever its state.
+func (m *masterMessages) pdelayResp(req *protocol.PDelayReq, t2 time.Time) *protocol.PDelayResp {
+	h := m.header(protocol.MessagePDelayResp, 54, req.SequenceID, 5, 0x7f)
+	h.FlagField = protocol.FlagTwoStep
+	return &protocol.PDelayResp{Header: h, PDelayRespBody: protocol.PDelayRespBody{
+		RequestReceiptTimestamp: protocol.NewTimestamp(t2),
+		RequestingPortIdentity:  req.SourcePortIdentity,
+	}}
+}
+
+// pdelayRespFollowUp is the Pdelay_Resp_Follow_Up of the Pdelay_Resp to req
+// that left at t3 (PTP timescale); it carries the request's
+// correctionField (clause 11.4.3: the timestamps have no sub-nanosecond
+// part to add to it).
+func (m *masterMessages) pdelayRespFollowUp(req *protocol.PDelayReq, t3 time.Time) *protocol.PDelayRespFollowUp {
+	h := m.header(protocol.MessagePDelayRespFollowUp, 54, req.SequenceID, 5, 0x7f)
+	h.CorrectionField = req.CorrectionField
+	return &protocol.PDelayRespFollowUp{Header: h, PDelayRespFollowUpBody: protocol.PDelayRespFollowUpBody{
+		ResponseOriginTimestamp: protocol.NewTimestamp(t3),
+		RequestingPortIdentity:  req.SourcePortIdentity,
 	}}
 }

@@ -295,28 +295,11 @@ func TestPortRunMaster(t *testing.T) {
 		t.Fatal(err)
 	}
 	p.leaps = tab
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- p.run(ctx) }()
-	defer func() {
-		cancel()
-		if err := <-done; err != nil {
-			t.Errorf("run: %v", err)
-		}
-	}()
+	runPort(t, p)
 
 	waitFor := func(what string, match func(sentMessage) bool, n int) []sentMessage {
 		t.Helper()
-		deadline := time.Now().Add(5 * time.Second)
-		for {
-			if got := tr.find(match); len(got) >= n {
-				return got
-			}
-			if time.Now().After(deadline) {
-				t.Fatalf("fewer than %d %s sent in 5 s", n, what)
-			}
-			time.Sleep(10 * time.Millisecond)
-		}
+		return waitSent(t, tr, what, match, n)
 	}
 	group := Address{IP: IPv4Primary}
 	anns := waitFor("announces", ofType(protocol.MessageAnnounce), 2)
@@ -363,5 +346,35 @@ func TestPortRunMaster(t *testing.T) {
 		r.LogMessageInterval != 2 || r.DomainNumber != 3 || resp.to.IP != group.IP || resp.event ||
 		!r.ReceiveTimestamp.Time().Equal(rx.Add(off+37*time.Second)) {
 		t.Errorf("delay response %+v to %v", r, resp.to)
+	}
+}
+
+// runPort runs p until the test ends, and checks that it stops cleanly.
+func runPort(t *testing.T, p *portRun) {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- p.run(ctx) }()
+	t.Cleanup(func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("run: %v", err)
+		}
+	})
+}
+
+// waitSent waits up to 5 s until tr has sent at least n messages that
+// match, and returns them.
+func waitSent(t *testing.T, tr *fakeTransport, what string, match func(sentMessage) bool, n int) []sentMessage {
+	t.Helper()
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		if got := tr.find(match); len(got) >= n {
+			return got
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("fewer than %d %s sent in 5 s", n, what)
+		}
+		time.Sleep(10 * time.Millisecond)
 	}
 }

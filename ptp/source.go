@@ -52,13 +52,19 @@ type SourceConfig struct {
 	AnnounceReceiptTimeout int
 	// DelayAsymmetry is portDS.delayAsymmetry.
 	DelayAsymmetry time.Duration
+	// DelayMechanism is EndToEnd (Delay_Req after Sync) or PeerToPeer
+	// (Pdelay_Req every LogMinDelayReqInterval, in every state); zero
+	// means EndToEnd.
+	DelayMechanism DelayMechanism
 	// EventPort and GeneralPort override the UDP ports (0: 319 and 320),
 	// for tests.
 	EventPort, GeneralPort uint16
 }
 
 // Source is a PTP ordinary clock port, as a time source of the engine: it
-// runs the port state machine and the end-to-end delay mechanism. In the
+// runs the port state machine and the end-to-end or peer delay mechanism.
+// With the peer delay mechanism the port measures the link delay to its
+// neighbour and answers the neighbour's Pdelay_Req in every state. In the
 // SLAVE and UNCALIBRATED states it reports each completed Sync as a
 // measurement; in the MASTER state it sends Announce, two-step Sync and
 // Follow_Up and answers Delay_Req, on the disciplined clock's time as TAI.
@@ -82,6 +88,13 @@ func NewSource(cfg SourceConfig, tb sources.Timebase, log *zap.Logger) (*Source,
 		return nil, fmt.Errorf("ptp: %s: unknown network %q", cfg.Interface, cfg.Network)
 	case cfg.Domain > 127:
 		return nil, fmt.Errorf("ptp: %s: domain %d outside 0..127", cfg.Interface, cfg.Domain)
+	}
+	switch cfg.DelayMechanism {
+	case 0:
+		cfg.DelayMechanism = EndToEnd
+	case EndToEnd, PeerToPeer:
+	default:
+		return nil, fmt.Errorf("ptp: %s: unknown delay mechanism %d", cfg.Interface, cfg.DelayMechanism)
 	}
 	switch cfg.Role {
 	case "":
@@ -166,6 +179,11 @@ type portRun struct {
 	slave *Slave
 	group Address
 
+	// The peer delay mechanism: nil with the end-to-end one.
+	pdelay        *PeerDelay
+	pdelayGroup   Address
+	nextPdelayReq time.Time
+
 	stamping       netstamp.Stamping
 	logDelayReq    int8
 	nextDelayReq   time.Time
@@ -203,7 +221,7 @@ func newPortRun(s *Source, id protocol.ClockIdentity, tr Transport, r sources.Re
 		return nil, err
 	}
 	stamping := netstamp.StampKernel
-	slave, err := NewSlave(SlaveConfig{Identity: self, DomainNumber: s.cfg.Domain, Mechanism: EndToEnd,
+	slave, err := NewSlave(SlaveConfig{Identity: self, DomainNumber: s.cfg.Domain, Mechanism: s.cfg.DelayMechanism,
 		DelayAsymmetry: s.cfg.DelayAsymmetry, Timestamps: stamping})
 	if err != nil {
 		return nil, err
@@ -212,10 +230,20 @@ func newPortRun(s *Source, id protocol.ClockIdentity, tr Transport, r sources.Re
 	if err != nil {
 		return nil, err
 	}
-	return &portRun{s: s, tr: tr, r: r, log: s.log.With(zap.String("port", s.Name())), self: self, port: port,
+	p := &portRun{s: s, tr: tr, r: r, log: s.log.With(zap.String("port", s.Name())), self: self, port: port,
 		slave: slave, group: group, stamping: stamping, logDelayReq: s.cfg.LogMinDelayReqInterval, clock: clock,
 		msgs: masterMessages{self: self, domain: s.cfg.Domain, logAnnounce: protocol.LogInterval(s.cfg.LogAnnounceInterval),
-			logSync: protocol.LogInterval(s.cfg.LogSyncInterval), logDelay: protocol.LogInterval(s.cfg.LogMinDelayReqInterval)}}, nil
+			logSync: protocol.LogInterval(s.cfg.LogSyncInterval), logDelay: protocol.LogInterval(s.cfg.LogMinDelayReqInterval)}}
+	if s.cfg.DelayMechanism == PeerToPeer {
+		p.pdelay, err = NewPeerDelay(PeerDelayConfig{Identity: self, DomainNumber: s.cfg.Domain, Timestamps: stamping})
+		if err != nil {
+			return nil, err
+		}
+		if p.pdelayGroup, err = tr.Network().GroupAddress(GroupPeerDelay); err != nil {
+			return nil, err
+		}
+	}
+	return p, nil
 }
 
 // tick is how often the state machine's timers run.
@@ -237,6 +265,9 @@ func (p *portRun) run(ctx context.Context) error {
 		deadline := nextTick
 		if p.port.State() == protocol.PortStateMaster {
 			deadline = earliest(deadline, p.nextAnnounce, p.nextSync)
+		}
+		if p.pdelay != nil {
+			deadline = earliest(deadline, p.nextPdelayReq)
 		}
 		rctx, cancel := context.WithDeadline(ctx, deadline)
 		rec, err := p.tr.Receive(rctx, buf)
@@ -260,6 +291,7 @@ func (p *portRun) run(ctx context.Context) error {
 		}
 		p.poll(now)
 		p.sendMasterMessages(now)
+		p.peerDelayRequest(now)
 	}
 }
 
@@ -336,12 +368,18 @@ func (p *portRun) sendSync() {
 // sendEvent sends an event message to the primary group and returns its
 // transmit timestamp on the disciplined clock; failures are logged.
 func (p *portRun) sendEvent(what string, msg protocol.Packet) (time.Time, bool) {
+	return p.sendEventTo(what, msg, p.group)
+}
+
+// sendEventTo sends an event message to the address to and returns its
+// transmit timestamp on the disciplined clock; failures are logged.
+func (p *portRun) sendEventTo(what string, msg protocol.Packet, to Address) (time.Time, bool) {
 	b, err := protocol.Bytes(msg)
 	if err != nil {
 		p.log.Warn("cannot build a "+what, zap.Error(err))
 		return time.Time{}, false
 	}
-	tx, st, err := p.tr.SendEvent(b, p.group)
+	tx, st, err := p.tr.SendEvent(b, to)
 	if err != nil {
 		p.log.Warn("cannot send a "+what, zap.Error(err))
 		return time.Time{}, false
@@ -354,9 +392,14 @@ func (p *portRun) sendEvent(what string, msg protocol.Packet) (time.Time, bool) 
 
 // sendGeneral sends a general message to the primary group.
 func (p *portRun) sendGeneral(what string, msg protocol.Packet) {
+	p.sendGeneralTo(what, msg, p.group)
+}
+
+// sendGeneralTo sends a general message to the address to.
+func (p *portRun) sendGeneralTo(what string, msg protocol.Packet, to Address) {
 	b, err := protocol.Bytes(msg)
 	if err == nil {
-		err = p.tr.SendGeneral(b, p.group)
+		err = p.tr.SendGeneral(b, to)
 	}
 	if err != nil {
 		p.log.Warn("cannot send a "+what, zap.Error(err))
@@ -428,6 +471,23 @@ func (p *portRun) handle(b []byte, rec Received) {
 		}
 		ms, ok, err := p.slave.HandleFollowUp(m)
 		p.measured(ms, ok, err)
+	case *protocol.PDelayReq:
+		if p.pdelay == nil || m.DomainNumber != p.s.cfg.Domain || m.SourcePortIdentity.ClockIdentity == p.self.ClockIdentity {
+			return
+		}
+		p.peerDelayResponse(m, rec)
+	case *protocol.PDelayResp:
+		if p.pdelay == nil || m.DomainNumber != p.s.cfg.Domain || m.RequestingPortIdentity != p.self {
+			return
+		}
+		r, ok, err := p.pdelay.HandleResp(m, p.s.tb.FromSystem(rec.RX))
+		p.peerDelayMeasured(r, ok, err)
+	case *protocol.PDelayRespFollowUp:
+		if p.pdelay == nil || m.DomainNumber != p.s.cfg.Domain || m.RequestingPortIdentity != p.self {
+			return
+		}
+		r, ok, err := p.pdelay.HandleRespFollowUp(m)
+		p.peerDelayMeasured(r, ok, err)
 	case *protocol.DelayResp:
 		if m.DomainNumber != p.s.cfg.Domain || m.RequestingPortIdentity != p.self {
 			return
@@ -442,17 +502,19 @@ func (p *portRun) handle(b []byte, rec Received) {
 	}
 }
 
-// delayResponse answers a Delay_Req in the MASTER state.
+// delayResponse answers a Delay_Req in the MASTER state, with the
+// end-to-end mechanism (a peer-to-peer port does not answer them).
 func (p *portRun) delayResponse(req *protocol.SyncDelayReq, rec Received) {
-	if p.port.State() != protocol.PortStateMaster {
+	if p.port.State() != protocol.PortStateMaster || p.pdelay != nil {
 		return
 	}
 	p.sendGeneral("delay response", p.msgs.delayResp(req, p.toPTP(p.s.tb.FromSystem(rec.RX))))
 }
 
-// delayRequest sends a Delay_Req when one is due, after a Sync.
+// delayRequest sends a Delay_Req when one is due, after a Sync, with the
+// end-to-end mechanism.
 func (p *portRun) delayRequest(now time.Time) {
-	if _, ok := p.port.Master(); !ok || now.Before(p.nextDelayReq) {
+	if _, ok := p.port.Master(); !ok || p.pdelay != nil || now.Before(p.nextDelayReq) {
 		return
 	}
 	// Spread the requests over 0.5..1.5 of the interval, as the standard
@@ -467,6 +529,47 @@ func (p *portRun) delayRequest(now time.Time) {
 	if err := p.slave.DelayReqSent(req.SequenceID, tx); err != nil {
 		p.log.Debug("delay request not recorded", zap.Error(err))
 	}
+}
+
+// peerDelayRequest sends a Pdelay_Req to the peer-delay group when one is
+// due, every 2^LogMinDelayReqInterval s in every state.
+func (p *portRun) peerDelayRequest(now time.Time) {
+	if p.pdelay == nil || now.Before(p.nextPdelayReq) {
+		return
+	}
+	p.nextPdelayReq = now.Add(protocol.LogInterval(p.s.cfg.LogMinDelayReqInterval).Duration())
+	req := p.pdelay.NewRequest()
+	tx, ok := p.sendEventTo("peer delay request", req, p.pdelayGroup)
+	if !ok {
+		return
+	}
+	if err := p.pdelay.RequestSent(req.SequenceID, tx); err != nil {
+		p.log.Debug("peer delay request not recorded", zap.Error(err))
+	}
+}
+
+// peerDelayResponse answers a neighbour's Pdelay_Req two-step: the
+// Pdelay_Resp carries when the request arrived, its follow-up when the
+// Pdelay_Resp left, both on the PTP timescale.
+func (p *portRun) peerDelayResponse(req *protocol.PDelayReq, rec Received) {
+	resp := p.msgs.pdelayResp(req, p.toPTP(p.s.tb.FromSystem(rec.RX)))
+	if tx, ok := p.sendEventTo("peer delay response", resp, p.pdelayGroup); ok {
+		p.sendGeneralTo("peer delay response follow-up", p.msgs.pdelayRespFollowUp(req, p.toPTP(tx)), p.pdelayGroup)
+	}
+}
+
+// peerDelayMeasured gives the Slave the mean link delay of a completed
+// peer delay exchange.
+func (p *portRun) peerDelayMeasured(r PeerDelayResult, ok bool, err error) {
+	if err != nil {
+		p.log.Debug("peer delay message not used", zap.Error(err))
+		return
+	}
+	if !ok {
+		return
+	}
+	p.slave.SetPeerDelay(r.MeanLinkDelay)
+	p.log.Debug("mean link delay", zap.Stringer("responder", r.Responder), zap.Stringer("delay", r.MeanLinkDelay))
 }
 
 // measured reports a completed Sync to the engine.
