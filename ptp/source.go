@@ -132,7 +132,7 @@ func (s *Source) Run(ctx context.Context, r sources.Reporter) error {
 		return fmt.Errorf("ptp: %s: clock identity from %q: %w", s.cfg.Interface, ifi.HardwareAddr, err)
 	}
 	tr, err := OpenTransport(TransportConfig{Network: s.cfg.Network, Interface: s.cfg.Interface,
-		EventPort: s.cfg.EventPort, GeneralPort: s.cfg.GeneralPort})
+		EventPort: s.cfg.EventPort, GeneralPort: s.cfg.GeneralPort, TxStampWait: txStampWait})
 	if err != nil {
 		return err
 	}
@@ -185,6 +185,7 @@ type portRun struct {
 	nextPdelayReq time.Time
 
 	stamping       netstamp.Stamping
+	txStampsMissed uint64 // event messages sent without a kernel transmit timestamp
 	logDelayReq    int8
 	nextDelayReq   time.Time
 	nextPoll       time.Time
@@ -201,6 +202,11 @@ type portRun struct {
 	nextAnnounce time.Time
 	nextSync     time.Time
 }
+
+// txStampWait is how long an event message waits for its kernel transmit
+// timestamp: the Follow_Up, Delay_Req record or Pdelay_Resp_Follow_Up can
+// wait, and a timestamp read in user space instead is not used.
+const txStampWait = 20 * time.Millisecond
 
 // slaveAfter is how many measurements an UNCALIBRATED port takes before it
 // calls itself SLAVE (MASTER_CLOCK_SELECTED).
@@ -385,7 +391,12 @@ func (p *portRun) sendEventTo(what string, msg protocol.Packet, to Address) (tim
 		return time.Time{}, false
 	}
 	if st != p.stamping {
-		p.log.Debug(what+" stamped in user space", zap.Stringer("stamping", st))
+		// The kernel's transmit timestamp did not come in time: a time
+		// read in user space can be off by a scheduling delay, which
+		// would go into every offset that uses it. Better no measurement.
+		p.log.Debug(what+" sent without a kernel transmit timestamp; not used", zap.Stringer("stamping", st))
+		p.txStampsMissed++
+		return time.Time{}, false
 	}
 	return p.s.tb.FromSystem(tx), true
 }

@@ -100,6 +100,9 @@ func (p *portRun) publish() {
 		}
 		st.UTCOffset, st.UTCOffsetValid, st.PTPTimescale = utc, tp.CurrentUTCOffsetValid, tp.PTPTimescale
 		st.Dropped = drops.byReason()
+		if p.txStampsMissed > 0 {
+			st.Dropped["no_tx_timestamp"] = p.txStampsMissed
+		}
 	})
 }
 

@@ -30,7 +30,8 @@ var ptp4lSlave = []string{"slaveOnly 1", "pi_proportional_const 0.7", "pi_integr
 // the same system clock) stay small: RMS < 20 µs. The two transports run
 // one after the other, so that they do not load each other's timestamps.
 func TestPTPMaster(t *testing.T) {
-	t.Parallel()
+	// Not parallel with the other tests: the PTP tests measure µs, and
+	// so do the NTP tests they would load.
 	testenv.RequireRoot(t)
 	binaries(t)
 	for _, tc := range []struct{ name, transport, flag string }{{"udp4", "udp4", "-4"}, {"l2", "l2", "-2"}} {
@@ -71,7 +72,8 @@ func TestPTPMaster(t *testing.T) {
 // follows the priority1 10 one, and the other timed gives up MASTER for
 // the better clock.
 func TestPTPMasterBMCA(t *testing.T) {
-	t.Parallel()
+	// Not parallel with the other tests: the PTP tests measure µs, and
+	// so do the NTP tests they would load.
 	testenv.RequireRoot(t)
 	binaries(t)
 	lan := bridgedLAN(t, 3)

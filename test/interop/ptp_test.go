@@ -28,7 +28,8 @@ import (
 // timed's to be no worse; on UDPv4 a bias of about 1 µs still makes it
 // worse, see the note) and timed's must stay within 3 µs.
 func TestPTPClientPtp4l(t *testing.T) {
-	t.Parallel()
+	// Not parallel with the other tests: the PTP tests measure µs, and
+	// so do the NTP tests they would load.
 	testenv.RequireRoot(t)
 	binaries(t)
 	t.Run("from 200 ms off", func(t *testing.T) {
