@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"math"
 	"slices"
+	"sort"
 	"strings"
 	"testing"
 	"time"
@@ -85,8 +86,9 @@ func TestXleave(t *testing.T) {
 		// Similar or better: the interleaved figures may exceed the basic
 		// ones only by noise.
 		const slack = 5e-6
-		if !(xl.rmsOffset < basic.rmsOffset+slack) {
-			t.Errorf("measured server offset RMS: xleave %.2f µs, basic %.2f µs", xl.rmsOffset*1e6, basic.rmsOffset*1e6)
+		if !(xl.trimmedOffset < basic.trimmedOffset+slack) {
+			t.Errorf("measured server offset RMS without the worst 5%%: xleave %.2f µs, basic %.2f µs (all: %.2f and %.2f µs)",
+				xl.trimmedOffset*1e6, basic.trimmedOffset*1e6, xl.rmsOffset*1e6, basic.rmsOffset*1e6)
 		}
 		if !(xl.clock.RMS < basic.clock.RMS+slack) {
 			t.Errorf("clock offset RMS: xleave %.2f µs, basic %.2f µs", xl.clock.RMS*1e6, basic.clock.RMS*1e6)
@@ -109,8 +111,12 @@ type xleaveRun struct {
 	interleaved          int
 	offsets              []float64 // server offsets from the system clock, as measured (one per measurement)
 	medOffset, rmsOffset float64
-	medDelay, minDelay   float64
-	clock                syncResult
+	// trimmedOffset is the RMS without the worst 5% of the measurements:
+	// on a machine busy with other tests a few scheduling spikes would
+	// otherwise decide the comparison.
+	trimmedOffset      float64
+	medDelay, minDelay float64
+	clock              syncResult
 }
 
 // measLine is one "measurement" line of timed's debug log.
@@ -147,6 +153,7 @@ func (r *xleaveRun) analyse(t *testing.T) {
 		}
 	}
 	r.medOffset, r.rmsOffset = median(r.offsets), rms(r.offsets)
+	r.trimmedOffset = trimmedRMS(r.offsets, 0.05)
 	r.medDelay, r.minDelay = median(delays), math.NaN()
 	if len(delays) > 0 {
 		r.minDelay = slices.Min(delays)
@@ -186,4 +193,15 @@ func parseMeasLine(l map[string]any) (measLine, error) {
 		return m, fmt.Errorf("measurement log line without offset, delay or interleaved: %v", l)
 	}
 	return measLine{at: at, offset: offset, delay: delay, interleaved: inter}, nil
+}
+
+// trimmedRMS is the RMS of xs without the fraction drop of the largest
+// absolute values.
+func trimmedRMS(xs []float64, drop float64) float64 {
+	a := make([]float64, len(xs))
+	for i, x := range xs {
+		a[i] = math.Abs(x)
+	}
+	sort.Float64s(a)
+	return rms(a[:len(a)-int(float64(len(a))*drop)])
 }
