@@ -140,26 +140,57 @@ type Drops struct {
 	LostResponse    uint64 // Delay_Req or Pdelay_Req never answered
 }
 
+// reasons lists each counter with the errors it counts and its name.
+func (d *Drops) reasons() []struct {
+	errs []error
+	name string
+	n    *uint64
+} {
+	return []struct {
+		errs []error
+		name string
+		n    *uint64
+	}{
+		{[]error{ErrNilMessage, ErrWrongType}, "wrong_type", &d.NilOrWrongType},
+		{[]error{ErrNoMaster}, "no_master", &d.NoMaster},
+		{[]error{ErrNotFromMaster}, "not_from_master", &d.NotFromMaster},
+		{[]error{ErrUnmatched}, "unmatched", &d.Unmatched},
+		{[]error{ErrWrongRequester}, "wrong_requester", &d.WrongRequester},
+		{[]error{ErrCorrectionRange}, "bad_correction", &d.BadCorrection},
+		{[]error{ErrTimestamp}, "bad_timestamp", &d.BadTimestamp},
+		{[]error{ErrNoSync}, "no_sync", &d.NoSync},
+		{[]error{ErrOtherResponder}, "other_responder", &d.OtherResponder},
+		{[]error{ErrMechanism}, "wrong_mechanism", &d.WrongMechanism},
+		{[]error{ErrFollowUpNeverCame}, "missing_follow_up", &d.MissingFollowUp},
+		{[]error{ErrResponseNeverCame}, "lost_response", &d.LostResponse},
+	}
+}
+
 // count adds err to the counter of its reason and returns it.
 func (d *Drops) count(err error) error {
-	for _, c := range []struct {
-		err error
-		n   *uint64
-	}{
-		{ErrNilMessage, &d.NilOrWrongType}, {ErrWrongType, &d.NilOrWrongType},
-		{ErrNoMaster, &d.NoMaster}, {ErrNotFromMaster, &d.NotFromMaster},
-		{ErrUnmatched, &d.Unmatched}, {ErrWrongRequester, &d.WrongRequester},
-		{ErrCorrectionRange, &d.BadCorrection}, {ErrTimestamp, &d.BadTimestamp},
-		{ErrNoSync, &d.NoSync}, {ErrOtherResponder, &d.OtherResponder},
-		{ErrMechanism, &d.WrongMechanism}, {ErrFollowUpNeverCame, &d.MissingFollowUp},
-		{ErrResponseNeverCame, &d.LostResponse},
-	} {
-		if errors.Is(err, c.err) {
-			*c.n++
-			break
+	if err == nil {
+		return nil
+	}
+	for _, r := range d.reasons() {
+		for _, e := range r.errs {
+			if errors.Is(err, e) {
+				*r.n++
+				return err
+			}
 		}
 	}
 	return err
+}
+
+// byReason is d as counts by reason name, leaving out the zero ones.
+func (d Drops) byReason() map[string]uint64 {
+	out := map[string]uint64{}
+	for _, r := range d.reasons() {
+		if *r.n > 0 {
+			out[r.name] = *r.n
+		}
+	}
+	return out
 }
 
 // wireTime converts a PTP timestamp to a time.Time on the PTP timescale.

@@ -115,19 +115,3 @@ func (p *portRun) published(ms Measurement, offset time.Duration) {
 		st.Measurements++
 	})
 }
-
-// byReason is d as counts by reason name, leaving out the zero ones.
-func (d Drops) byReason() map[string]uint64 {
-	out := map[string]uint64{}
-	for name, n := range map[string]uint64{
-		"wrong_type": d.NilOrWrongType, "no_master": d.NoMaster, "not_from_master": d.NotFromMaster,
-		"unmatched": d.Unmatched, "wrong_requester": d.WrongRequester, "bad_correction": d.BadCorrection,
-		"bad_timestamp": d.BadTimestamp, "no_sync": d.NoSync, "other_responder": d.OtherResponder,
-		"wrong_mechanism": d.WrongMechanism, "missing_follow_up": d.MissingFollowUp, "lost_response": d.LostResponse,
-	} {
-		if n > 0 {
-			out[name] = n
-		}
-	}
-	return out
-}

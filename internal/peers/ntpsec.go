@@ -27,18 +27,8 @@ func NtpsecPaths(t testing.TB) (ntpd, ntpdig string) {
 // it. It is stopped when the test ends.
 func StartNtpsecServer(t testing.TB, netns string, extra ...string) *Proc {
 	t.Helper()
-	ntpd, ntpdig := NtpsecPaths(t)
-	dir := t.TempDir()
-	path := writeConf(t, dir, "ntp.conf", append([]string{
-		"tos orphan 3 orphanwait 0",
-		"disable ntp",
-		"disable kernel",
-		"restrict default kod limited nomodify noquery",
-		"restrict 127.0.0.1",
-		"interface ignore wildcard",
-		"interface listen 127.0.0.1",
-	}, extra...)...)
-	p := Start(t, ProcOptions{Name: "ntpsec-ntpd", Dir: dir, Netns: netns}, ntpd, "-n", "-c", path, "-p", filepath.Join(dir, "ntpd.pid"))
+	_, ntpdig := NtpsecPaths(t)
+	p := startNtpd(t, "ntpsec-ntpd", netns, append([]string{"tos orphan 3 orphanwait 0"}, extra...))
 	ip := testenv.LookPath(t, "ip", "/usr/sbin/ip", "/sbin/ip")
 	deadline := time.Now().Add(15 * time.Second)
 	for {
@@ -63,17 +53,7 @@ func StartNtpsecServer(t testing.TB, netns string, extra ...string) *Proc {
 // stopped when the test ends.
 func StartNtpsecClient(t testing.TB, netns string, lines ...string) *Proc {
 	t.Helper()
-	ntpd, _ := NtpsecPaths(t)
-	dir := t.TempDir()
-	path := writeConf(t, dir, "ntp.conf", append([]string{
-		"disable ntp",
-		"disable kernel",
-		"restrict default kod limited nomodify noquery",
-		"restrict 127.0.0.1",
-		"interface ignore wildcard",
-		"interface listen 127.0.0.1",
-	}, lines...)...)
-	return Start(t, ProcOptions{Name: "ntpsec-client", Dir: dir, Netns: netns}, ntpd, "-n", "-c", path, "-p", filepath.Join(dir, "ntpd.pid"))
+	return startNtpd(t, "ntpsec-client", netns, lines)
 }
 
 // Ntpq runs ntpsec's ntpq against the ntpd on 127.0.0.1 in netns with the
@@ -84,4 +64,22 @@ func Ntpq(t testing.TB, netns string, args ...string) (string, error) {
 	ip := testenv.LookPath(t, "ip", "/usr/sbin/ip", "/sbin/ip")
 	out, err := exec.Command(ip, append([]string{"netns", "exec", netns, ntpq}, append(args, "127.0.0.1")...)...).CombinedOutput()
 	return string(out), err
+}
+
+// startNtpd runs ntpsec's ntpd inside netns on 127.0.0.1 only, without
+// clock discipline or CAP_SYS_TIME, with these configuration lines after
+// the common ones.
+func startNtpd(t testing.TB, name, netns string, lines []string) *Proc {
+	t.Helper()
+	ntpd, _ := NtpsecPaths(t)
+	dir := t.TempDir()
+	path := writeConf(t, dir, "ntp.conf", append([]string{
+		"disable ntp",
+		"disable kernel",
+		"restrict default kod limited nomodify noquery",
+		"restrict 127.0.0.1",
+		"interface ignore wildcard",
+		"interface listen 127.0.0.1",
+	}, lines...)...)
+	return Start(t, ProcOptions{Name: name, Dir: dir, Netns: netns}, ntpd, "-n", "-c", path, "-p", filepath.Join(dir, "ntpd.pid"))
 }
