@@ -200,3 +200,53 @@ func TestPortRunPeerToPeerMaster(t *testing.T) {
 		})
 	}
 }
+
+// Messages that no state machine may see are dropped and counted by
+// reason in the port's status: undecodable or truncated ones as
+// "malformed", another domain's as "wrong_domain".
+func TestPortDropsBadMessages(t *testing.T) {
+	sys := time.Unix(1_700_000_000, 0)
+	req := protocol.ReqPDelay(masterPort.ClockIdentity, masterPort.PortNumber, 0)
+	req.DomainNumber = 2
+	good, err := protocol.Bytes(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	otherDomain := append([]byte(nil), good...)
+	otherDomain[4] = 3
+	tests := []struct {
+		name   string
+		msg    []byte
+		reason string
+	}{
+		{"empty", nil, "malformed"},
+		{"truncated header", good[:20], "malformed"},
+		{"truncated body", good[:len(good)-12], "malformed"},
+		{"unknown type", append([]byte{0x0e}, good[1:]...), "malformed"},
+		{"other domain", otherDomain, "wrong_domain"},
+		{"good, answered", good, ""},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			p, tr := newPeerPort(t, slavePort, RoleAuto, sys, 0)
+			p.handle(tc.msg, Received{N: len(tc.msg), From: Address{IP: IPv4PeerDelay}, RX: sys, Stamping: netstamp.StampKernel})
+			p.publish()
+			got := p.s.Status().Dropped
+			tr.mu.Lock()
+			sent := len(tr.sent)
+			tr.mu.Unlock()
+			if tc.reason == "" {
+				if len(got) != 0 || sent == 0 {
+					t.Errorf("dropped %v and %d messages sent, want none dropped and an answer", got, sent)
+				}
+				return
+			}
+			if got[tc.reason] != 1 || len(got) != 1 {
+				t.Errorf("dropped %v, want one %s", got, tc.reason)
+			}
+			if sent != 0 {
+				t.Errorf("%d messages sent in answer, want none", sent)
+			}
+		})
+	}
+}

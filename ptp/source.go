@@ -186,6 +186,9 @@ type portRun struct {
 
 	stamping       netstamp.Stamping
 	txStampsMissed uint64 // event messages sent without a kernel transmit timestamp
+	// portDrops counts messages dropped before any state machine saw them:
+	// "malformed" (undecodable or truncated) and "wrong_domain".
+	portDrops      map[string]uint64
 	logDelayReq    int8
 	nextDelayReq   time.Time
 	nextPoll       time.Time
@@ -237,7 +240,7 @@ func newPortRun(s *Source, id protocol.ClockIdentity, tr Transport, r sources.Re
 		return nil, err
 	}
 	p := &portRun{s: s, tr: tr, r: r, log: s.log.With(zap.String("port", s.Name())), self: self, port: port,
-		slave: slave, group: group, stamping: stamping, logDelayReq: s.cfg.LogMinDelayReqInterval, clock: clock,
+		slave: slave, group: group, stamping: stamping, logDelayReq: s.cfg.LogMinDelayReqInterval, clock: clock, portDrops: map[string]uint64{},
 		msgs: masterMessages{self: self, domain: s.cfg.Domain, logAnnounce: protocol.LogInterval(s.cfg.LogAnnounceInterval),
 			logSync: protocol.LogInterval(s.cfg.LogSyncInterval), logDelay: protocol.LogInterval(s.cfg.LogMinDelayReqInterval)}}
 	if s.cfg.DelayMechanism == PeerToPeer {
@@ -452,7 +455,12 @@ func (p *portRun) poll(now time.Time) {
 func (p *portRun) handle(b []byte, rec Received) {
 	pkt, err := protocol.DecodePacket(b)
 	if err != nil {
+		p.portDrops["malformed"]++
 		p.log.Debug("undecodable message", zap.Stringer("from", rec.From), zap.Error(err))
+		return
+	}
+	if len(b) < 5 || b[4] != p.s.cfg.Domain {
+		p.portDrops["wrong_domain"]++
 		return
 	}
 	now := time.Now()
@@ -466,41 +474,35 @@ func (p *portRun) handle(b []byte, rec Received) {
 			p.stateChanged(now)
 		}
 	case *protocol.SyncDelayReq:
-		if m.DomainNumber != p.s.cfg.Domain {
-			return
-		}
 		if m.MessageType() == protocol.MessageDelayReq {
 			p.delayResponse(m, rec)
 			return
 		}
-		ms, ok, err := p.slave.HandleSync(m, p.s.tb.FromSystem(rec.RX))
+		ms, ok, err := p.slave.HandleSync(m, p.rxTime(rec))
 		p.measured(ms, ok, err)
 		p.delayRequest(now)
 	case *protocol.FollowUp:
-		if m.DomainNumber != p.s.cfg.Domain {
-			return
-		}
 		ms, ok, err := p.slave.HandleFollowUp(m)
 		p.measured(ms, ok, err)
 	case *protocol.PDelayReq:
-		if p.pdelay == nil || m.DomainNumber != p.s.cfg.Domain || m.SourcePortIdentity.ClockIdentity == p.self.ClockIdentity {
+		if p.pdelay == nil || m.SourcePortIdentity.ClockIdentity == p.self.ClockIdentity {
 			return
 		}
 		p.peerDelayResponse(m, rec)
 	case *protocol.PDelayResp:
-		if p.pdelay == nil || m.DomainNumber != p.s.cfg.Domain || m.RequestingPortIdentity != p.self {
+		if p.pdelay == nil || m.RequestingPortIdentity != p.self {
 			return
 		}
-		r, ok, err := p.pdelay.HandleResp(m, p.s.tb.FromSystem(rec.RX))
+		r, ok, err := p.pdelay.HandleResp(m, p.rxTime(rec))
 		p.peerDelayMeasured(r, ok, err)
 	case *protocol.PDelayRespFollowUp:
-		if p.pdelay == nil || m.DomainNumber != p.s.cfg.Domain || m.RequestingPortIdentity != p.self {
+		if p.pdelay == nil || m.RequestingPortIdentity != p.self {
 			return
 		}
 		r, ok, err := p.pdelay.HandleRespFollowUp(m)
 		p.peerDelayMeasured(r, ok, err)
 	case *protocol.DelayResp:
-		if m.DomainNumber != p.s.cfg.Domain || m.RequestingPortIdentity != p.self {
+		if m.RequestingPortIdentity != p.self {
 			return
 		}
 		if _, err := p.slave.HandleDelayResp(m); err != nil {
@@ -513,13 +515,17 @@ func (p *portRun) handle(b []byte, rec Received) {
 	}
 }
 
+// rxTime is the receive timestamp of rec on the disciplined clock's
+// timescale.
+func (p *portRun) rxTime(rec Received) time.Time { return p.s.tb.FromSystem(rec.RX) }
+
 // delayResponse answers a Delay_Req in the MASTER state, with the
 // end-to-end mechanism (a peer-to-peer port does not answer them).
 func (p *portRun) delayResponse(req *protocol.SyncDelayReq, rec Received) {
 	if p.port.State() != protocol.PortStateMaster || p.pdelay != nil {
 		return
 	}
-	p.sendGeneral("delay response", p.msgs.delayResp(req, p.toPTP(p.s.tb.FromSystem(rec.RX))))
+	p.sendGeneral("delay response", p.msgs.delayResp(req, p.toPTP(p.rxTime(rec))))
 }
 
 // delayRequest sends a Delay_Req when one is due, after a Sync, with the
@@ -563,7 +569,7 @@ func (p *portRun) peerDelayRequest(now time.Time) {
 // Pdelay_Resp carries when the request arrived, its follow-up when the
 // Pdelay_Resp left, both on the PTP timescale.
 func (p *portRun) peerDelayResponse(req *protocol.PDelayReq, rec Received) {
-	resp := p.msgs.pdelayResp(req, p.toPTP(p.s.tb.FromSystem(rec.RX)))
+	resp := p.msgs.pdelayResp(req, p.toPTP(p.rxTime(rec)))
 	if tx, ok := p.sendEventTo("peer delay response", resp, p.pdelayGroup); ok {
 		p.sendGeneralTo("peer delay response follow-up", p.msgs.pdelayRespFollowUp(req, p.toPTP(tx)), p.pdelayGroup)
 	}

@@ -103,6 +103,9 @@ func (p *portRun) publish() {
 		if p.txStampsMissed > 0 {
 			st.Dropped["no_tx_timestamp"] = p.txStampsMissed
 		}
+		for reason, n := range p.portDrops {
+			st.Dropped[reason] = n
+		}
 	})
 }
 
