@@ -139,6 +139,11 @@ func (p *PHC) readFailed(err error) {
 	}
 }
 
+// FromHardware converts a reading of the PHC itself, such as a network
+// card's hardware timestamp of a packet, into the driver's timescale (UTC):
+// the reading minus the UTC offset. It reads no device.
+func (p *PHC) FromHardware(t time.Time) time.Time { return p.toUTC(t) }
+
 // FromSystem converts a system-clock reading into the PHC's time in UTC,
 // with a comparison of the two clocks (phc.Device.Offset) that is at most
 // SampleAge old, taken again after every correction.

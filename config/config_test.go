@@ -373,6 +373,7 @@ var errorCases = []struct {
 	{"ptp interval", "ptp:\n  ports:\n    - {interface: eth0, sync_interval: 9}\n", 3, 40, "ptp.ports[0].sync_interval", "from -7 (1/128 s) to 6", 0},
 	{"ptp domain", "ptp:\n  domain: 200\n", 2, 11, "ptp.domain", "from 0 to 127", 0},
 	{"ptp unicast family", "ptp:\n  ports:\n    - {interface: eth0, unicast_masters: [\"2001:db8::1\"]}\n", 3, 25, "ptp.ports[0].unicast_masters", "does not fit transport udp4", 0},
+	{"ptp unicast l2", "ptp:\n  ports:\n    - {interface: eth0, transport: l2, unicast_masters: [192.0.2.1]}\n", 3, 40, "ptp.ports[0].unicast_masters", "UDP only", 0},
 	{"ptp unicast master_only", "ptp:\n  ports:\n    - {interface: eth0, role: master_only, unicast_masters: [192.0.2.1]}\n", 3, 44, "ptp.ports[0].unicast_masters", "master_only", 0},
 	{"nts certificate dates", "ntp:\n  servers:\n    - address: a.example\n      nts: {certificate_dates: never}\n", 4, 32, "ntp.servers[0].nts.certificate_dates", "ignore_until_synchronized", 0},
 	{"nts string", "ntp:\n  servers:\n    - address: a.example\n      nts: yes please\n", 4, 12, "ntp.servers[0].nts", "expected true, false or a mapping", 0},

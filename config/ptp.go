@@ -163,8 +163,13 @@ func (d *decoder) ptpPort(n *yaml.Node, path string) (PTPPort, *yaml.Node) {
 			d.errorf(k, joinPath(path, "unicast_masters"), "a master_only port has no masters to ask; remove unicast_masters or the role")
 		}
 	}
+	if len(s.UnicastMasters) > 0 && s.Transport == "l2" {
+		d.errorf(given["unicast_masters"], joinPath(path, "unicast_masters"),
+			"unicast negotiation runs over UDP only; use transport udp4 or udp6 with unicast_masters, or remove them")
+		return s, ifNode
+	}
 	for _, a := range s.UnicastMasters {
-		if a.Is4() != (s.Transport == "udp4") || s.Transport == "l2" {
+		if a.Is4() != (s.Transport == "udp4") {
 			d.errorf(given["unicast_masters"], joinPath(path, "unicast_masters"),
 				"unicast master %s does not fit transport %s; use IPv4 addresses with udp4 and IPv6 ones with udp6", a, s.Transport)
 			break

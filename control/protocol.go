@@ -96,6 +96,34 @@ type PTPPortStatus struct {
 	// mechanism did not use, by reason.
 	Measurements uint64            `json:"measurements"`
 	Dropped      map[string]uint64 `json:"dropped,omitempty"`
+	// UnicastMasters is the unicast negotiation with each configured
+	// master; empty when the port listens to multicast.
+	UnicastMasters []PTPUnicastMaster `json:"unicast_masters,omitempty"`
+}
+
+// PTPUnicastMaster is the unicast negotiation of a PTP port with one
+// master (IEEE 1588 clause 16.1).
+type PTPUnicastMaster struct {
+	// Address is the master's IP address, Identity the port identity its
+	// Announces carry (empty until one came), Selected whether the port
+	// follows it.
+	Address  string `json:"address"`
+	Identity string `json:"identity,omitempty"`
+	Selected bool   `json:"selected"`
+	// Grants are the message types asked for.
+	Grants []PTPUnicastGrant `json:"grants"`
+}
+
+// PTPUnicastGrant is one message type asked of a unicast master.
+type PTPUnicastGrant struct {
+	// Message is "announce", "sync" or "delay_resp"; State is "granted",
+	// "requesting", "denied", "no answer" or "cancelled".
+	Message string `json:"message"`
+	State   string `json:"state"`
+	// LogInterval is the message interval asked for or granted (log2 s),
+	// Left how long the grant still runs, in seconds.
+	LogInterval int8    `json:"log_interval"`
+	Left        float64 `json:"left_s,omitempty"`
 }
 
 // ServerStatsReply is the result of "serverstats": the NTP server's
@@ -202,6 +230,36 @@ type ClockInfo struct {
 	OffsetFromSystem float64 `json:"offset_from_system_s"`
 	// Frequency is the frequency correction applied, in ppm.
 	Frequency float64 `json:"frequency_ppm"`
+	// Device is the PTP hardware clock disciplined (driver "phc" only),
+	// such as /dev/ptp0.
+	Device string `json:"device,omitempty"`
+	// Tie is how the system clock is kept on the PTP hardware clock;
+	// absent when no clock is tied to it (drivers other than "phc", and
+	// "phc" under the none driver).
+	Tie *TieInfo `json:"tie,omitempty"`
+}
+
+// TieInfo is the state of the tie of the system clock to the PTP hardware
+// clock (what linuxptp's phc2sys does).
+type TieInfo struct {
+	// Clock is the driver of the tied clock: "system", or "virtual"
+	// without CAP_SYS_TIME and in tests.
+	Clock string `json:"clock"`
+	// Offset is the tied clock's offset from the PHC at the last
+	// measurement, in seconds (positive: ahead); Delay that
+	// measurement's read delay, in seconds.
+	Offset float64 `json:"offset_s"`
+	Delay  float64 `json:"delay_s"`
+	// Frequency is the tied clock's frequency correction, in ppm.
+	Frequency float64 `json:"frequency_ppm"`
+	// Updates counts the measurements used, Dropped those dropped for a
+	// slow read, Steps the steps of the tied clock.
+	Updates int `json:"updates"`
+	Dropped int `json:"dropped"`
+	Steps   int `json:"steps"`
+	// Waiting is true while the tie waits for the PHC's first
+	// synchronization.
+	Waiting bool `json:"waiting"`
 }
 
 // decodeRequest parses one request line and checks what every request must

@@ -12,13 +12,25 @@ import (
 // process (effective, permitted and inheritable sets): once the NTP
 // server's sockets are bound, timed never needs it again. It reports
 // whether the capability was there.
-func dropBindCapability() (had bool, err error) {
+func dropBindCapability() (had bool, err error) { return dropCapability(unix.CAP_NET_BIND_SERVICE) }
+
+// dropNetAdminCapability removes CAP_NET_ADMIN the same way: only a PTP
+// port with hardware timestamps needs it (SIOCSHWTSTAMP, whenever the port
+// opens).
+func dropNetAdminCapability() (had bool, err error) { return dropCapability(unix.CAP_NET_ADMIN) }
+
+// dropCapability removes capability c (one of the first 32) from every
+// thread of the process, and reports whether it was there.
+func dropCapability(c uint) (had bool, err error) {
+	if c >= 32 {
+		return false, fmt.Errorf("capability %d is not in the first word", c)
+	}
 	hdr := unix.CapUserHeader{Version: unix.LINUX_CAPABILITY_VERSION_3}
 	var data [2]unix.CapUserData
 	if err := unix.Capget(&hdr, &data[0]); err != nil {
 		return false, fmt.Errorf("capget: %w", err)
 	}
-	const bit = uint32(1) << unix.CAP_NET_BIND_SERVICE // in the first word
+	bit := uint32(1) << c
 	if (data[0].Effective|data[0].Permitted|data[0].Inheritable)&bit == 0 {
 		return false, nil
 	}

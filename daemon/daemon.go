@@ -24,6 +24,7 @@ import (
 	"github.com/timed-project/timed/clock"
 	"github.com/timed-project/timed/config"
 	"github.com/timed-project/timed/control"
+	"github.com/timed-project/timed/phc"
 	"github.com/timed-project/timed/ptp"
 	"github.com/timed-project/timed/sources"
 )
@@ -57,6 +58,10 @@ type factories struct {
 	// everSynced is set once the clock has been synchronized: NTS sources
 	// configured to ignore certificate dates until then read it.
 	everSynced *atomic.Bool
+	// findPHC and openPHC find and open the PTP hardware clock of a PTP
+	// port with hardware timestamps (nil: phc.FindByInterface, phc.Open).
+	findPHC func(ifname string) (path string, err error)
+	openPHC func(path string) (phc.Device, error)
 }
 
 // Intervals of the daemon's housekeeping.
@@ -71,6 +76,7 @@ type Daemon struct {
 	f       factories
 	clk     clock.Clock
 	observe bool
+	hw      hardwareClock // the PHC and the tie, with hardware timestamps
 
 	reloadMu sync.Mutex // serializes Reload
 	cfgPath  string     // guarded by reloadMu
@@ -107,12 +113,6 @@ func New(cfg *config.Config, cfgPath string, log *zap.Logger) (*Daemon, error) {
 	return newDaemon(cfg, cfgPath, log, defaultFactories())
 }
 
-// supported refuses what the configuration can say but this daemon cannot
-// do yet, rather than ignore it.
-func supported(cfg *config.Config) error {
-	return ptpSupported(cfg.PTP)
-}
-
 // Run runs timed until ctx is done: New, then Daemon.Run.
 func Run(ctx context.Context, cfg *config.Config, cfgPath string, log *zap.Logger) error {
 	d, err := New(cfg, cfgPath, log)
@@ -126,10 +126,11 @@ func newDaemon(cfg *config.Config, cfgPath string, log *zap.Logger, f factories)
 	if log == nil {
 		log = zap.NewNop()
 	}
-	if err := supported(cfg); err != nil {
+	clk, observe, err := f.newClock(cfg.Clock, log)
+	if err != nil {
 		return nil, err
 	}
-	clk, observe, err := f.newClock(cfg.Clock, log)
+	hw, clk, err := setupHardwareClock(cfg, clk, observe, f, log)
 	if err != nil {
 		return nil, err
 	}
@@ -138,6 +139,7 @@ func newDaemon(cfg *config.Config, cfgPath string, log *zap.Logger, f factories)
 		f:          f,
 		clk:        clk,
 		observe:    observe,
+		hw:         hw,
 		cfgPath:    cfgPath,
 		cfg:        cfg,
 		applyErrs:  map[string]string{},
@@ -299,6 +301,8 @@ func (d *Daemon) Run(ctx context.Context) error {
 	} else if had {
 		d.log.Info("dropped CAP_NET_BIND_SERVICE: the sockets are bound")
 	}
+	keepNetAdmin(cfg.PTP, d.log)
+	defer d.hw.close()
 
 	ln, sockPath, err := d.f.listenControl(cfg.Control.Socket, d.log)
 	if err != nil {
@@ -318,6 +322,7 @@ func (d *Daemon) Run(ctx context.Context) error {
 		bg.Go(func() { metricsSrv.serve(ctx) })
 	}
 	d.socketPath = sockPath
+	bg.Go(func() { d.hw.run(ctx) })
 	srv := control.NewServer(d, d.log.Named("control"), changeGID(d.log))
 	bg.Go(func() {
 		if err := srv.Serve(ctx, ln); err != nil && ctx.Err() == nil {
@@ -458,6 +463,7 @@ func (d *Daemon) Status() control.StatusReply {
 	if f, err := d.clk.Frequency(); err == nil {
 		info.Frequency = f
 	}
+	d.hw.clockInfo(&info)
 	return control.StatusReply{Engine: st, Clock: info}
 }
 
@@ -499,6 +505,8 @@ func defaultFactories() factories {
 			return newNTPPool(pc, tb, log, ever)
 		},
 		everSynced: ever,
+		findPHC:    phc.FindByInterface,
+		openPHC:    phc.Open,
 		listenControl: func(path string, log *zap.Logger) (net.Listener, string, error) {
 			return listenControl(path, log, os.Getenv("XDG_RUNTIME_DIR"))
 		},

@@ -2,8 +2,6 @@ package daemon
 
 import (
 	"context"
-	"errors"
-	"fmt"
 	"maps"
 	"slices"
 	"time"
@@ -15,24 +13,6 @@ import (
 	"github.com/timed-project/timed/ptp"
 	"github.com/timed-project/timed/sources"
 )
-
-// ptpSupported refuses the PTP settings the daemon cannot honour yet,
-// rather than ignore them.
-func ptpSupported(c config.PTPConfig) error {
-	var errs []error
-	for _, p := range c.Ports {
-		notYet := func(what string) {
-			errs = append(errs, fmt.Errorf("ptp: port %s: %s is not supported by this version of timed yet (see docs/CONFIG.md)", p.Interface, what))
-		}
-		if p.Timestamping != "software" {
-			notYet("timestamping " + p.Timestamping)
-		}
-		if len(p.UnicastMasters) > 0 {
-			notYet("unicast_masters")
-		}
-	}
-	return errors.Join(errs...)
-}
 
 // ptpUsesUDP reports whether a configured PTP port runs over UDP, whose
 // ports 319 and 320 need CAP_NET_BIND_SERVICE.
@@ -57,6 +37,8 @@ func ptpSourceConfig(c config.PTPConfig, p config.PTPPort) ptp.SourceConfig {
 		LogAnnounceInterval: int8(p.LogAnnounceInterval), LogSyncInterval: int8(p.LogSyncInterval),
 		LogMinDelayReqInterval: int8(p.LogMinDelayReqInterval),
 		AnnounceReceiptTimeout: p.AnnounceReceiptTimeout, DelayAsymmetry: p.DelayAsymmetry, DelayMechanism: mech,
+		UnicastMasters: slices.Clone(p.UnicastMasters),
+		HardwareStamps: p.Timestamping == "hardware",
 	}
 }
 
@@ -81,6 +63,9 @@ func (d *Daemon) runPTPPort(ctx context.Context, sc ptp.SourceConfig, p config.P
 		BoundedByAuthenticated: p.BoundedByAuthenticated,
 	}
 	d.runSource(ctx, "ptp port", log, opts, func() (sources.Source, error) {
+		if err := d.hw.portErr(sc.Interface); err != nil {
+			return nil, err
+		}
 		src, err := ptp.NewSource(sc, d.clk, log)
 		if err == nil {
 			d.mu.Lock()
@@ -118,6 +103,11 @@ func (d *Daemon) PTP() control.PTPReply {
 	out := control.PTPReply{Ports: []control.PTPPortStatus{}}
 	for _, p := range ports {
 		src := srcs[p.Interface]
+		if err := d.hw.portErr(p.Interface); src == nil && err != nil {
+			out.Ports = append(out.Ports, control.PTPPortStatus{Interface: p.Interface, Transport: p.Transport, Role: p.Role,
+				State: "FAULTY", Reason: err.Error(), Timestamps: "hardware"})
+			continue
+		}
 		if src == nil {
 			out.Ports = append(out.Ports, control.PTPPortStatus{Interface: p.Interface, Transport: p.Transport, Role: p.Role,
 				State: "INITIALIZING", Reason: "not started yet"})
@@ -131,7 +121,7 @@ func (d *Daemon) PTP() control.PTPReply {
 			GrandmasterAccuracy: st.GrandmasterAccuracy.Seconds(), StepsRemoved: st.StepsRemoved,
 			UTCOffset: st.UTCOffset.Seconds(), UTCOffsetValid: st.UTCOffsetValid, PTPTimescale: st.PTPTimescale,
 			Offset: st.Offset.Seconds(), MeanPathDelay: st.MeanPathDelay.Seconds(), Timestamps: st.Timestamps,
-			Measurements: st.Measurements, Dropped: st.Dropped,
+			Measurements: st.Measurements, Dropped: st.Dropped, UnicastMasters: ptpUnicastMasters(st.UnicastMasters),
 		}
 		if !st.Since.IsZero() {
 			ps.SinceAgo = now.Sub(st.Since).Seconds()
@@ -140,6 +130,22 @@ func (d *Daemon) PTP() control.PTPReply {
 			ps.LastMeasurementAgo = d.clk.Now().Sub(st.LastMeasurement).Seconds()
 		}
 		out.Ports = append(out.Ports, ps)
+	}
+	return out
+}
+
+// ptpUnicastMasters is the unicast negotiation of a port as the control
+// protocol carries it.
+func ptpUnicastMasters(ms []ptp.UnicastMasterStatus) []control.PTPUnicastMaster {
+	var out []control.PTPUnicastMaster
+	for _, m := range ms {
+		cm := control.PTPUnicastMaster{Address: m.Address.String(), Identity: m.Identity, Selected: m.Selected,
+			Grants: []control.PTPUnicastGrant{}}
+		for _, g := range m.Grants {
+			cm.Grants = append(cm.Grants, control.PTPUnicastGrant{Message: g.Message, State: g.State,
+				LogInterval: g.LogInterval, Left: g.Left.Seconds()})
+		}
+		out = append(out, cm)
 	}
 	return out
 }

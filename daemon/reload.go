@@ -28,10 +28,6 @@ func (d *Daemon) Reload() error {
 			zap.String("file", path), zap.Errors("errors", splitErrors(err)))
 		return err // config errors name the file, line and key
 	}
-	if err := supported(cfg); err != nil {
-		d.log.Error("reload: still running on the previous configuration", zap.Error(err))
-		return fmt.Errorf("daemon: %w", err)
-	}
 	if err := d.apply(cfg); err != nil {
 		return fmt.Errorf("daemon: %w", err)
 	}

@@ -1,9 +1,11 @@
 package ptp
 
 import (
+	"cmp"
 	"errors"
 	"fmt"
 	"math"
+	"slices"
 	"time"
 
 	"github.com/facebook/time/ptp/protocol"
@@ -483,6 +485,11 @@ func (s *Slave) complete(seq uint16, twoStep bool, t1, t2 time.Time, corr Interv
 	return m, true
 }
 
+// readyForDelayReq reports whether a Delay_Req sent now has a complete
+// Sync to pair with, and no two-step Sync waits for its Follow_Up (the
+// request would be paired with an older Sync).
+func (s *Slave) readyForDelayReq() bool { return s.last.valid && !s.sync.valid }
+
 // NewDelayReq builds the next Delay_Req message (correctionField 0). Send
 // it, then call DelayReqSent with its sequence id and transmit timestamp.
 func (s *Slave) NewDelayReq() *protocol.SyncDelayReq {
@@ -516,58 +523,78 @@ func (s *Slave) DelayReqSent(seq uint16, t3 time.Time) error {
 }
 
 // HandleDelayResp takes a Delay_Resp, matches it to the outstanding
-// Delay_Req by sequence id and requestingPortIdentity, and returns the new
-// mean path delay:
+// Delay_Req by sequence id and requestingPortIdentity, and returns the
+// whole exchange as a Measurement: the Sync the Delay_Req followed (t1, t2)
+// and the Delay_Req (t3, t4), with the new mean path delay
 //
 //	meanPathDelay = [(t2 − t1 − Sync and Follow_Up corrections − delayAsymmetry)
 //	               + (t4 − t3 − Delay_Resp correction + delayAsymmetry)] / 2
-func (s *Slave) HandleDelayResp(msg *protocol.DelayResp) (Interval, error) {
-	d, err := s.handleDelayResp(msg)
-	return d, s.drops.count(err)
+//
+// and that Sync's offset from the master with this delay, which is
+// [(t2 − t1 − …) − (t4 − t3 − …)] / 2. Its error is half the difference of
+// the two directions' delays, as an NTP exchange's is, and the exchange's
+// round trip says how large that can be; a Sync's own offset, with the
+// delay of an earlier exchange, has an error no delay bounds.
+func (s *Slave) HandleDelayResp(msg *protocol.DelayResp) (Measurement, error) {
+	m, err := s.handleDelayResp(msg)
+	return m, s.drops.count(err)
 }
 
-func (s *Slave) handleDelayResp(msg *protocol.DelayResp) (Interval, error) {
+func (s *Slave) handleDelayResp(msg *protocol.DelayResp) (Measurement, error) {
 	if msg == nil {
-		return Interval{}, fmt.Errorf("ptp: delay_resp: %w", ErrNilMessage)
+		return Measurement{}, fmt.Errorf("ptp: delay_resp: %w", ErrNilMessage)
 	}
 	if mt := msg.MessageType(); mt != protocol.MessageDelayResp {
-		return Interval{}, fmt.Errorf("ptp: delay_resp: got %s: %w", mt, ErrWrongType)
+		return Measurement{}, fmt.Errorf("ptp: delay_resp: got %s: %w", mt, ErrWrongType)
 	}
 	if s.cfg.Mechanism != EndToEnd {
-		return Interval{}, fmt.Errorf("ptp: delay_resp on a peer-to-peer port: %w", ErrMechanism)
+		return Measurement{}, fmt.Errorf("ptp: delay_resp on a peer-to-peer port: %w", ErrMechanism)
 	}
 	if err := s.fromMaster(msg.SourcePortIdentity, "delay_resp"); err != nil {
-		return Interval{}, err
+		return Measurement{}, err
 	}
 	if msg.RequestingPortIdentity != s.cfg.Identity {
-		return Interval{}, fmt.Errorf("ptp: delay_resp %d for %s: %w", msg.SequenceID, msg.RequestingPortIdentity, ErrWrongRequester)
+		return Measurement{}, fmt.Errorf("ptp: delay_resp %d for %s: %w", msg.SequenceID, msg.RequestingPortIdentity, ErrWrongRequester)
 	}
 	if !s.req.valid {
-		return Interval{}, fmt.Errorf("ptp: delay_resp %d: %w", msg.SequenceID, errNothingOutstanding)
+		return Measurement{}, fmt.Errorf("ptp: delay_resp %d: %w", msg.SequenceID, errNothingOutstanding)
 	}
 	if msg.SequenceID != s.req.seq {
-		return Interval{}, fmt.Errorf("ptp: delay_resp %d, outstanding delay_req %d: %w", msg.SequenceID, s.req.seq, ErrUnmatched)
+		return Measurement{}, fmt.Errorf("ptp: delay_resp %d, outstanding delay_req %d: %w", msg.SequenceID, s.req.seq, ErrUnmatched)
 	}
 	corr, err := IntervalFromCorrection(msg.CorrectionField)
 	if err != nil {
-		return Interval{}, err
+		return Measurement{}, err
 	}
 	t4, err := wireTime(msg.ReceiveTimestamp)
 	if err != nil {
-		return Interval{}, err
+		return Measurement{}, err
 	}
 	sy := s.req.sync
 	t3 := s.req.t3
 	s.req.valid = false
 	if !sy.valid {
-		return Interval{}, fmt.Errorf("ptp: delay_resp %d: %w", msg.SequenceID, ErrNoSync)
+		return Measurement{}, fmt.Errorf("ptp: delay_resp %d: %w", msg.SequenceID, ErrNoSync)
 	}
 	ms := sub(sy.t2, sy.t1).Sub(sy.corr).Sub(s.asym)
 	sm := sub(t4, t3).Sub(corr).Add(s.asym)
 	s.delay = ms.Add(sm).Half()
 	s.haveDelay = true
 	s.t3, s.t4, s.respCorr = t3, t4, corr
-	return s.delay, nil
+	return Measurement{
+		Master:              s.master,
+		SequenceID:          sy.seq,
+		TwoStep:             sy.twoStep,
+		T1:                  sy.t1,
+		T2:                  sy.t2,
+		T3:                  t3,
+		T4:                  t4,
+		SyncCorrection:      sy.corr,
+		DelayRespCorrection: corr,
+		Offset:              ms.Sub(s.delay),
+		Delay:               s.delay,
+		Timestamps:          s.cfg.Timestamps,
+	}, nil
 }
 
 // PeerDelayConfig configures a PeerDelay.
@@ -813,4 +840,28 @@ func (p *PeerDelay) result(twoStep bool, t2, t3 time.Time, corr Interval) PeerDe
 		}
 	}
 	return r
+}
+
+// linkDelayWindow is how many peer delay exchanges the link delay given to
+// the Slave is the median of. The link delay is a property of the cable and
+// the two ports, constant while the link is up; a single exchange's value
+// carries both directions' timestamp noise, which, fed to every Sync until
+// the next exchange, would move all their offsets together.
+const linkDelayWindow = 15
+
+// medianFilter is the running median of the last linkDelayWindow values.
+type medianFilter struct {
+	ring [linkDelayWindow]Interval
+	n, i int
+}
+
+// add records v and returns the median of the values recorded.
+func (f *medianFilter) add(v Interval) Interval {
+	f.ring[f.i] = v
+	f.i = (f.i + 1) % len(f.ring)
+	f.n = min(f.n+1, len(f.ring))
+	var sorted [linkDelayWindow]Interval
+	copy(sorted[:], f.ring[:f.n])
+	slices.SortFunc(sorted[:f.n], func(a, b Interval) int { return cmp.Compare(a.Nanoseconds(), b.Nanoseconds()) })
+	return sorted[f.n/2]
 }

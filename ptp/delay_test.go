@@ -192,12 +192,19 @@ func TestEndToEnd(t *testing.T) {
 				t.Fatal(err)
 			}
 			t4 := t3.Add(ns(tt.t43))
-			d, err := s.HandleDelayResp(delayRespMsg(req.SequenceID, t4, corr(tt.respCorr)))
+			dm, err := s.HandleDelayResp(delayRespMsg(req.SequenceID, t4, corr(tt.respCorr)))
+			d := dm.Delay
 			if err != nil {
 				t.Fatal(err)
 			}
 			if d.Nanoseconds() != tt.wantDelay {
 				t.Fatalf("meanPathDelay %v, want %v", d, tt.wantDelay)
+			}
+			// The exchange itself is a measurement: the first Sync, whose t2 − t1
+			// is the second's, with this Delay_Req.
+			if dm.Offset.Nanoseconds() != tt.wantOffst || !dm.T1.Equal(masterT0) || !dm.T3.Equal(t3) || !dm.T4.Equal(t4) ||
+				dm.TwoStep != tt.twoStep || dm.SequenceID != 1 || dm.Master != masterPort {
+				t.Fatalf("exchange measurement %+v, want offset %v ns from Sync 1", dm, tt.wantOffst)
 			}
 			t1 := masterT0.Add(time.Second)
 			m, ok := exchange(2, t1)
@@ -664,5 +671,32 @@ func TestToUTC(t *testing.T) {
 				t.Errorf("reason %q, want it to contain %q", reason, tt.reason)
 			}
 		})
+	}
+}
+
+// The link delay given to the Slave is the running median of the peer delay
+// exchanges: one exchange's outlier does not move it.
+func TestMedianFilter(t *testing.T) {
+	var f medianFilter
+	steps := []struct {
+		add, want float64
+	}{
+		{1000, 1000},
+		{5000, 5000}, // of two, the upper
+		{900, 1000},
+		{1100, 1100},
+		{30000, 1100},
+		{950, 1100}, // of an even count, the upper
+	}
+	for i, s := range steps {
+		if got := f.add(IntervalOf(time.Duration(s.add))).Nanoseconds(); got != s.want {
+			t.Fatalf("step %d: median %v, want %v", i, got, s.want)
+		}
+	}
+	for range linkDelayWindow {
+		f.add(IntervalOf(2000))
+	}
+	if got := f.add(IntervalOf(2000)).Nanoseconds(); got != 2000 {
+		t.Fatalf("after a window of 2000 ns: %v", got)
 	}
 }

@@ -1,6 +1,7 @@
 package ptp
 
 import (
+	"net/netip"
 	"testing"
 	"time"
 
@@ -30,6 +31,42 @@ func FuzzHandlers(f *testing.F) {
 	seed(pdelayResp(req, responderT0, true, 0))
 	seed(pdelayResp(req, responderT0, false, corr(10000)))
 	seed(pdelayFollowUp(req, responderT0, 0))
+	// Signaling with each unicast negotiation TLV, and broken ones.
+	sig := func(tlv protocol.TLV, size int) []byte {
+		m := &protocol.Signaling{Header: protocol.Header{
+			SdoIDAndMsgType: protocol.NewSdoIDAndMsgType(protocol.MessageSignaling, 0), Version: protocol.Version,
+			MessageLength: uint16(44 + size), FlagField: protocol.FlagUnicast, SourcePortIdentity: masterPort, LogMessageInterval: 0x7f,
+		}, TargetPortIdentity: wildcardPort, TLVs: []protocol.TLV{tlv}}
+		b, err := m.MarshalBinary()
+		if err != nil {
+			f.Fatal(err)
+		}
+		return b
+	}
+	request := sig(&protocol.RequestUnicastTransmissionTLV{
+		TLVHead:            protocol.TLVHead{TLVType: protocol.TLVRequestUnicastTransmission, LengthField: 6},
+		MsgTypeAndReserved: protocol.NewUnicastMsgTypeAndFlags(protocol.MessageSync, 0), LogInterMessagePeriod: -3, DurationField: 60}, 10)
+	grant := sig(&protocol.GrantUnicastTransmissionTLV{
+		TLVHead:            protocol.TLVHead{TLVType: protocol.TLVGrantUnicastTransmission, LengthField: 8},
+		MsgTypeAndReserved: protocol.NewUnicastMsgTypeAndFlags(protocol.MessageAnnounce, 0), LogInterMessagePeriod: 1, DurationField: 60, Renewal: 1}, 12)
+	deny := sig(&protocol.GrantUnicastTransmissionTLV{
+		TLVHead:            protocol.TLVHead{TLVType: protocol.TLVGrantUnicastTransmission, LengthField: 8},
+		MsgTypeAndReserved: protocol.NewUnicastMsgTypeAndFlags(protocol.MessageSync, 0)}, 12)
+	cancel := sig(cancelRequest(uniA, protocol.MessageAnnounce).tlv, 6)
+	ack := sig(&protocol.AcknowledgeCancelUnicastTransmissionTLV{
+		TLVHead:         protocol.TLVHead{TLVType: protocol.TLVAcknowledgeCancelUnicastTransmission, LengthField: 2},
+		MsgTypeAndFlags: protocol.NewUnicastMsgTypeAndFlags(protocol.MessageSync, 0)}, 6)
+	for _, b := range [][]byte{request, grant, deny, cancel, ack} {
+		f.Add(b)
+		f.Add(b[:len(b)-3]) // TLV cut short
+		long := append(append([]byte{}, b...), make([]byte, 600)...)
+		long[2], long[3] = byte(len(long)>>8), byte(len(long))
+		f.Add(long) // message longer than its TLVs
+		bad := append([]byte{}, b...)
+		bad[44+2], bad[44+3] = 0xff, 0xf0 // TLV length past the end
+		f.Add(bad)
+	}
+	f.Add(append(append([]byte{}, grant...), cancel[44:]...)) // two TLVs, length field not counting the second
 	f.Add([]byte{})
 	f.Add([]byte{0x0b, 0x02, 0x00, 0x40})
 
@@ -87,6 +124,24 @@ func FuzzHandlers(f *testing.F) {
 			fu := protocol.RespFollowUpPDelay(m.SourcePortIdentity.ClockIdentity, m.SourcePortIdentity.PortNumber, m.RequestReceiptTimestamp, req)
 			fu.SequenceID = m.SequenceID
 			_, _, _ = pd.HandleRespFollowUp(fu)
+		case *protocol.Signaling:
+			n := newUnicastNegotiation([]netip.Addr{uniA}, unicastIntervals{announce: 1, sync: 0, endToEnd: true})
+			n.due(at(0))
+			n.announced(uniA, m.SourcePortIdentity)
+			n.selectMaster(uniA, at(0))
+			n.due(at(0))
+			if _, err := n.handle(uniA, m, at(1)); err != nil {
+				t.Fatal(err)
+			}
+			n.due(at(2))
+			for _, st := range n.status(at(2)) {
+				for _, g := range st.Grants {
+					if g.State == "" || g.Left < 0 || g.Left > time.Duration(^uint32(0))*time.Second {
+						t.Fatalf("grant status %+v", g)
+					}
+				}
+			}
+			n.stop()
 		case *protocol.PDelayRespFollowUp:
 			_, _, _ = pd.HandleResp(pdelayResp(req, responderT0, true, 0), local)
 			_, _, _ = pd.HandleRespFollowUp(m)

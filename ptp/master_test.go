@@ -126,12 +126,12 @@ func TestMasterSlaveExchange(t *testing.T) {
 			case !resp.ReceiveTimestamp.Time().Equal(t3.Add(tt.t43)):
 				t.Fatalf("receive timestamp %v, want %v", resp.ReceiveTimestamp.Time(), t3.Add(tt.t43))
 			}
-			d, err := s.HandleDelayResp(resp)
+			dm, err := s.HandleDelayResp(resp)
 			if err != nil {
 				t.Fatal(err)
 			}
-			if d.Nanoseconds() != tt.wantDelay {
-				t.Errorf("meanPathDelay %v, want %v ns", d, tt.wantDelay)
+			if d := dm.Delay; d.Nanoseconds() != tt.wantDelay {
+				t.Errorf("meanPathDelay %v, want %v ns", dm.Delay, tt.wantDelay)
 			}
 			sync2 := decode(t, m.sync(t1)).(*protocol.SyncDelayReq)
 			t1b := t1.Add(time.Second)

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"net"
+	"net/netip"
 	"time"
 
 	"github.com/facebook/time/ptp/protocol"
@@ -59,6 +60,14 @@ type SourceConfig struct {
 	// EventPort and GeneralPort override the UDP ports (0: 319 and 320),
 	// for tests.
 	EventPort, GeneralPort uint16
+	// UnicastMasters, when not empty, are the masters asked for unicast
+	// service (unicast negotiation, UDP only); the port then relies on
+	// their unicast messages alone.
+	UnicastMasters []netip.Addr
+	// HardwareStamps uses the network card's hardware timestamps: the
+	// timebase must then be a HardwareTimebase on the interface's PTP
+	// hardware clock.
+	HardwareStamps bool
 }
 
 // Source is a PTP ordinary clock port, as a time source of the engine: it
@@ -108,6 +117,13 @@ func NewSource(cfg SourceConfig, tb sources.Timebase, log *zap.Logger) (*Source,
 			return nil, fmt.Errorf("ptp: %s: message interval 2^%d s outside 2^-7..2^6", cfg.Interface, iv)
 		}
 	}
+	if _, ok := tb.(HardwareTimebase); cfg.HardwareStamps && !ok {
+		return nil, fmt.Errorf("ptp: %s: hardware timestamps are readings of the interface's PTP hardware clock, "+
+			"and the disciplined clock (%T) cannot convert them: discipline the PHC, or use timestamping: software", cfg.Interface, tb)
+	}
+	if err := checkUnicastMasters(cfg); err != nil {
+		return nil, err
+	}
 	return &Source{cfg: cfg, tb: tb, log: log}, nil
 }
 
@@ -132,8 +148,14 @@ func (s *Source) Run(ctx context.Context, r sources.Reporter) error {
 		return fmt.Errorf("ptp: %s: clock identity from %q: %w", s.cfg.Interface, ifi.HardwareAddr, err)
 	}
 	tr, err := OpenTransport(TransportConfig{Network: s.cfg.Network, Interface: s.cfg.Interface,
-		EventPort: s.cfg.EventPort, GeneralPort: s.cfg.GeneralPort, TxStampWait: txStampWait})
+		EventPort: s.cfg.EventPort, GeneralPort: s.cfg.GeneralPort, TxStampWait: txStampWait,
+		HardwareStamps: s.cfg.HardwareStamps})
+	if errors.Is(err, netstamp.ErrNoHardwareStamps) {
+		err = fmt.Errorf("ptp: %s cannot timestamp PTP messages in hardware; use timestamping: software for this port: %w",
+			s.cfg.Interface, err)
+	}
 	if err != nil {
+		s.status.update(func(st *PortStatus) { st.State, st.Reason = "FAULTY", err.Error() })
 		return err
 	}
 	defer tr.Close()
@@ -181,6 +203,7 @@ type portRun struct {
 
 	// The peer delay mechanism: nil with the end-to-end one.
 	pdelay        *PeerDelay
+	linkDelay     medianFilter // of pdelay's exchanges
 	pdelayGroup   Address
 	nextPdelayReq time.Time
 
@@ -189,6 +212,8 @@ type portRun struct {
 	// portDrops counts messages dropped before any state machine saw them:
 	// "malformed" (undecodable or truncated) and "wrong_domain".
 	portDrops      map[string]uint64
+	unicast        *unicastNegotiation // nil without unicast masters
+	signalingSeq   uint16
 	logDelayReq    int8
 	nextDelayReq   time.Time
 	nextPoll       time.Time
@@ -230,6 +255,9 @@ func newPortRun(s *Source, id protocol.ClockIdentity, tr Transport, r sources.Re
 		return nil, err
 	}
 	stamping := netstamp.StampKernel
+	if s.cfg.HardwareStamps {
+		stamping = netstamp.StampHardware
+	}
 	slave, err := NewSlave(SlaveConfig{Identity: self, DomainNumber: s.cfg.Domain, Mechanism: s.cfg.DelayMechanism,
 		DelayAsymmetry: s.cfg.DelayAsymmetry, Timestamps: stamping})
 	if err != nil {
@@ -243,6 +271,10 @@ func newPortRun(s *Source, id protocol.ClockIdentity, tr Transport, r sources.Re
 		slave: slave, group: group, stamping: stamping, logDelayReq: s.cfg.LogMinDelayReqInterval, clock: clock, portDrops: map[string]uint64{},
 		msgs: masterMessages{self: self, domain: s.cfg.Domain, logAnnounce: protocol.LogInterval(s.cfg.LogAnnounceInterval),
 			logSync: protocol.LogInterval(s.cfg.LogSyncInterval), logDelay: protocol.LogInterval(s.cfg.LogMinDelayReqInterval)}}
+	if len(s.cfg.UnicastMasters) > 0 {
+		p.unicast = newUnicastNegotiation(s.cfg.UnicastMasters, unicastIntervals{announce: s.cfg.LogAnnounceInterval,
+			sync: s.cfg.LogSyncInterval, delayResp: s.cfg.LogMinDelayReqInterval, endToEnd: s.cfg.DelayMechanism == EndToEnd})
+	}
 	if s.cfg.DelayMechanism == PeerToPeer {
 		p.pdelay, err = NewPeerDelay(PeerDelayConfig{Identity: self, DomainNumber: s.cfg.Domain, Timestamps: stamping})
 		if err != nil {
@@ -267,6 +299,7 @@ func (p *portRun) run(ctx context.Context) error {
 	p.refreshClock(now)
 	p.port.Initialize(now)
 	p.lastState = p.port.State()
+	defer p.unicastStop()
 	p.r.Fault("listening: waiting for an announce from a master")
 	buf := make([]byte, 1500)
 	nextTick := now.Add(tick)
@@ -277,6 +310,8 @@ func (p *portRun) run(ctx context.Context) error {
 		}
 		if p.pdelay != nil {
 			deadline = earliest(deadline, p.nextPdelayReq)
+		} else if p.delayRequestPossible() {
+			deadline = earliest(deadline, p.nextDelayReq)
 		}
 		rctx, cancel := context.WithDeadline(ctx, deadline)
 		rec, err := p.tr.Receive(rctx, buf)
@@ -301,6 +336,8 @@ func (p *portRun) run(ctx context.Context) error {
 		p.poll(now)
 		p.sendMasterMessages(now)
 		p.peerDelayRequest(now)
+		p.delayRequest(now)
+		p.unicastTick(now)
 	}
 }
 
@@ -401,7 +438,7 @@ func (p *portRun) sendEventTo(what string, msg protocol.Packet, to Address) (tim
 		p.txStampsMissed++
 		return time.Time{}, false
 	}
-	return p.s.tb.FromSystem(tx), true
+	return stampTime(p.s.tb, tx, st), true
 }
 
 // sendGeneral sends a general message to the primary group.
@@ -463,8 +500,13 @@ func (p *portRun) handle(b []byte, rec Received) {
 		p.portDrops["wrong_domain"]++
 		return
 	}
+	if !p.unicastAccept(pkt, rec) {
+		return
+	}
 	now := time.Now()
 	switch m := pkt.(type) {
+	case *protocol.Signaling:
+		p.handleSignaling(m, rec, now)
 	case *protocol.Announce:
 		if err := p.port.HandleAnnounce(m, now); err != nil {
 			p.log.Debug("announce not used", zap.Error(err))
@@ -479,11 +521,12 @@ func (p *portRun) handle(b []byte, rec Received) {
 			return
 		}
 		ms, ok, err := p.slave.HandleSync(m, p.rxTime(rec))
-		p.measured(ms, ok, err)
+		p.syncMeasured(ms, ok, err)
 		p.delayRequest(now)
 	case *protocol.FollowUp:
 		ms, ok, err := p.slave.HandleFollowUp(m)
-		p.measured(ms, ok, err)
+		p.syncMeasured(ms, ok, err)
+		p.delayRequest(now)
 	case *protocol.PDelayReq:
 		if p.pdelay == nil || m.SourcePortIdentity.ClockIdentity == p.self.ClockIdentity {
 			return
@@ -505,8 +548,9 @@ func (p *portRun) handle(b []byte, rec Received) {
 		if m.RequestingPortIdentity != p.self {
 			return
 		}
-		if _, err := p.slave.HandleDelayResp(m); err != nil {
-			p.log.Debug("delay response not used", zap.Error(err))
+		ms, err := p.slave.HandleDelayResp(m)
+		p.measured(ms, err == nil, err)
+		if err != nil {
 			return
 		}
 		if iv := int8(m.LogMessageInterval); iv != 0x7f && iv >= -7 && iv <= 6 {
@@ -517,7 +561,7 @@ func (p *portRun) handle(b []byte, rec Received) {
 
 // rxTime is the receive timestamp of rec on the disciplined clock's
 // timescale.
-func (p *portRun) rxTime(rec Received) time.Time { return p.s.tb.FromSystem(rec.RX) }
+func (p *portRun) rxTime(rec Received) time.Time { return stampTime(p.s.tb, rec.RX, rec.Stamping) }
 
 // delayResponse answers a Delay_Req in the MASTER state, with the
 // end-to-end mechanism (a peer-to-peer port does not answer them).
@@ -528,10 +572,19 @@ func (p *portRun) delayResponse(req *protocol.SyncDelayReq, rec Received) {
 	p.sendGeneral("delay response", p.msgs.delayResp(req, p.toPTP(p.rxTime(rec))))
 }
 
-// delayRequest sends a Delay_Req when one is due, after a Sync, with the
-// end-to-end mechanism.
+// delayRequestPossible reports whether the end-to-end mechanism can send a
+// Delay_Req now: a master is followed and its last Sync is complete.
+func (p *portRun) delayRequestPossible() bool {
+	_, ok := p.port.Master()
+	return ok && p.pdelay == nil && p.slave.readyForDelayReq()
+}
+
+// delayRequest sends a Delay_Req when one is due, with the end-to-end
+// mechanism. Its timer runs on its own, not from the Syncs, so that the
+// requests come at their interval on average whatever the Sync interval;
+// each is paired with the latest complete Sync (Slave.HandleDelayResp).
 func (p *portRun) delayRequest(now time.Time) {
-	if _, ok := p.port.Master(); !ok || p.pdelay != nil || now.Before(p.nextDelayReq) {
+	if now.Before(p.nextDelayReq) || !p.delayRequestPossible() {
 		return
 	}
 	// Spread the requests over 0.5..1.5 of the interval, as the standard
@@ -539,7 +592,7 @@ func (p *portRun) delayRequest(now time.Time) {
 	iv := protocol.LogInterval(p.logDelayReq).Duration()
 	p.nextDelayReq = now.Add(iv/2 + rand.N(iv))
 	req := p.slave.NewDelayReq()
-	tx, ok := p.sendEvent("delay request", req)
+	tx, ok := p.sendEventTo("delay request", req, p.delayReqDestination(req))
 	if !ok {
 		return
 	}
@@ -585,11 +638,23 @@ func (p *portRun) peerDelayMeasured(r PeerDelayResult, ok bool, err error) {
 	if !ok {
 		return
 	}
-	p.slave.SetPeerDelay(r.MeanLinkDelay)
+	p.slave.SetPeerDelay(p.linkDelay.add(r.MeanLinkDelay))
 	p.log.Debug("mean link delay", zap.Stringer("responder", r.Responder), zap.Stringer("delay", r.MeanLinkDelay))
 }
 
-// measured reports a completed Sync to the engine.
+// syncMeasured takes a Sync's measurement. With the peer delay mechanism
+// it is the engine's measurement; with the end-to-end one the engine gets
+// the Delay_Req exchanges instead (see Slave.HandleDelayResp), and a Sync
+// only counts its errors.
+func (p *portRun) syncMeasured(ms Measurement, ok bool, err error) {
+	if p.pdelay == nil && err == nil {
+		return
+	}
+	p.measured(ms, ok, err)
+}
+
+// measured reports a completed measurement to the engine: a Sync with the
+// peer delay mechanism, a Delay_Req exchange with the end-to-end one.
 func (p *portRun) measured(ms Measurement, ok bool, err error) {
 	if err != nil {
 		p.log.Debug("message not used", zap.Error(err))
@@ -614,8 +679,15 @@ func (p *portRun) measured(ms Measurement, ok bool, err error) {
 	delay := max(2*ms.Delay.Duration(), 0)
 	// Offset is local − master on the master's timescale (TAI for PTP):
 	// the engine wants master − local in UTC.
+	// An exchange's offset is the mean of the offsets at t2 and t3: it
+	// applies halfway between them, as an NTP exchange's does between its
+	// send and receive.
+	local := ms.T2
+	if !ms.T3.IsZero() {
+		local = ms.T2.Add(ms.T3.Sub(ms.T2) / 2)
+	}
 	p.r.Measured(sources.Measurement{
-		Local:          ms.T2,
+		Local:          local,
 		Offset:         -(ms.Offset.Duration() + utcOffset),
 		Delay:          delay,
 		RootDispersion: accuracy(parent.GrandmasterClockQuality.ClockAccuracy),

@@ -103,7 +103,8 @@ func NewPort(cfg PortConfig) (*Port, error) {
 func (p *Port) State() protocol.PortState { return p.state }
 
 // Reason says in one line why the port is in its state, for example
-// "listening: no announce from a master for 6s".
+// "listening: announce receipt timeout: no announce from master
+// 0a0a0a.fffe.000010-1 (grandmaster 0a0a0a.fffe.000010) for 3s".
 func (p *Port) Reason() string { return p.reason }
 
 // Since returns when the port entered its state.
@@ -190,6 +191,7 @@ func (p *Port) restart(now time.Time, why string) bool {
 	old := p.state
 	p.table.records = nil
 	p.becomeOwnGrandmaster()
+	p.decision = Decision{}
 	p.state = protocol.PortStateInitializing
 	p.set(protocol.PortStateListening, now, why)
 	return old != p.state
@@ -341,19 +343,28 @@ func (p *Port) Tick(now time.Time) bool {
 	return p.state != old || p.masterChanged
 }
 
-// announceTimeout is ANNOUNCE_RECEIPT_TIMEOUT_EXPIRES.
+// announceTimeout is ANNOUNCE_RECEIPT_TIMEOUT_EXPIRES. The reason names
+// the master that went silent, if the port followed one; a slave-only port
+// that stays LISTENING keeps that reason through the timeouts that follow,
+// so that it still says which master was lost.
 func (p *Port) announceTimeout(now time.Time) {
+	why := fmt.Sprintf("announce receipt timeout: no announce from a master for %s", p.timeout)
 	if p.master != nil {
+		why = fmt.Sprintf("announce receipt timeout: no announce from master %s (grandmaster %s) for %s",
+			p.master.SenderPortIdentity, p.master.GrandmasterIdentity, p.timeout)
 		p.table.remove(p.master.SenderPortIdentity)
 	}
 	p.becomeOwnGrandmaster()
-	why := fmt.Sprintf("no announce from a master for %s", p.timeout)
-	p.decision = Decision{Code: "TIMEOUT", Why: why}
 	if p.cfg.Clock.SlaveOnly {
-		p.set(protocol.PortStateListening, now, why)
 		p.announceDeadline = now.Add(p.timeout)
+		if p.state == protocol.PortStateListening && p.decision.Code == "TIMEOUT" {
+			return
+		}
+		p.decision = Decision{Code: "TIMEOUT", Why: why}
+		p.set(protocol.PortStateListening, now, why)
 		return
 	}
+	p.decision = Decision{Code: "TIMEOUT", Why: why}
 	p.set(protocol.PortStateMaster, now, why)
 }
 

@@ -112,14 +112,14 @@ func TestPortStateMachine(t *testing.T) {
 			steps: []step{
 				{at: 1, want: protocol.PortStateListening, reason: "listening: initialized", changed: no()},
 				{at: 2.9, want: protocol.PortStateListening},
-				{at: 3, want: protocol.PortStateMaster, reason: "master: no announce from a master for 3s", changed: yes()},
+				{at: 3, want: protocol.PortStateMaster, reason: "master: announce receipt timeout: no announce from a master for 3s", changed: yes()},
 				{at: 10, want: protocol.PortStateMaster, changed: no()},
 			},
 		},
 		{
 			name: "slave-only alone stays listening and says why", class: 248, mods: []func(*PortConfig){slaveOnly},
 			steps: []step{
-				{at: 3, want: protocol.PortStateListening, reason: "listening: no announce from a master for 3s"},
+				{at: 3, want: protocol.PortStateListening, reason: "listening: announce receipt timeout: no announce from a master for 3s"},
 				{at: 100, want: protocol.PortStateListening, reason: "no announce from a master for 3s"},
 			},
 		},
@@ -134,7 +134,7 @@ func TestPortStateMachine(t *testing.T) {
 				{at: 3.5, announce: announce(gm, 0x70, 6, 4), want: protocol.PortStateUncalibrated, changed: no()},
 				{at: 3.6, event: "selected", want: protocol.PortStateSlave},
 				{at: 6.4, want: protocol.PortStateSlave},
-				{at: 6.5, want: protocol.PortStateMaster, reason: "no announce from a master for 3s", changed: yes()},
+				{at: 6.5, want: protocol.PortStateMaster, reason: "master: announce receipt timeout: no announce from master 000000.0000.000070-1 (grandmaster 000000.0000.000070) for 3s", changed: yes()},
 			},
 		},
 		{
@@ -151,7 +151,27 @@ func TestPortStateMachine(t *testing.T) {
 				{at: 0.5, announce: announce(poor, 0x90, 248, 1), want: protocol.PortStateListening},
 				{at: 1.5, announce: announce(poor, 0x90, 248, 2), want: protocol.PortStateUncalibrated},
 				{at: 1.6, event: "selected", want: protocol.PortStateSlave},
-				{at: 4.5, want: protocol.PortStateListening, reason: "listening: no announce from a master for 3s"},
+				{at: 4.5, want: protocol.PortStateListening, reason: "listening: announce receipt timeout: no announce from master 000000.0000.000090-1 (grandmaster 000000.0000.000090) for 3s", changed: yes()},
+				// Later timeouts keep naming the master that was lost.
+				{at: 7.5, want: protocol.PortStateListening, reason: "no announce from master 000000.0000.000090-1", changed: no()},
+				{at: 100, want: protocol.PortStateListening, reason: "no announce from master 000000.0000.000090-1", changed: no()},
+				// Another master: followed, and the reason says so.
+				{at: 100.5, announce: announce(gm, 0x70, 6, 1), want: protocol.PortStateListening},
+				{at: 101, announce: announce(gm, 0x70, 6, 2), want: protocol.PortStateUncalibrated, reason: "new master 000000.0000.000070-1", changed: yes()},
+				{at: 101.1, event: "selected", want: protocol.PortStateSlave},
+				{at: 104.1, want: protocol.PortStateListening, reason: "no announce from master 000000.0000.000070-1", changed: yes()},
+			},
+		},
+		{
+			name: "slave-only restarted after a fault says why it waits anew", class: 248, mods: []func(*PortConfig){slaveOnly},
+			steps: []step{
+				{at: 0.5, announce: announce(gm, 0x70, 6, 1), want: protocol.PortStateListening},
+				{at: 1.5, announce: announce(gm, 0x70, 6, 2), want: protocol.PortStateUncalibrated},
+				{at: 4.5, want: protocol.PortStateListening, reason: "no announce from master 000000.0000.000070-1"},
+				{at: 5, event: "fault", want: protocol.PortStateFaulty},
+				{at: 6, event: "cleared", want: protocol.PortStateListening, reason: "listening: fault cleared"},
+				{at: 8.9, want: protocol.PortStateListening, reason: "listening: fault cleared"},
+				{at: 9, want: protocol.PortStateListening, reason: "listening: announce receipt timeout: no announce from a master for 3s"},
 			},
 		},
 		{
@@ -316,7 +336,7 @@ func TestPortAnnounceIntervalScalesTimeout(t *testing.T) {
 	if p.Tick(at(7.9)) || p.State() != protocol.PortStateListening {
 		t.Fatalf("at 7.9 s: %v", p.State())
 	}
-	if !p.Tick(at(8)) || p.Reason() != "master: no announce from a master for 8s" {
+	if !p.Tick(at(8)) || p.Reason() != "master: announce receipt timeout: no announce from a master for 8s" {
 		t.Fatalf("at 8 s: %v %q", p.State(), p.Reason())
 	}
 }

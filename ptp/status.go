@@ -1,6 +1,7 @@
 package ptp
 
 import (
+	"slices"
 	"sync"
 	"time"
 
@@ -43,6 +44,9 @@ type PortStatus struct {
 	// mechanism did not use, by reason.
 	Measurements uint64
 	Dropped      map[string]uint64
+	// UnicastMasters is the negotiation with each unicast master, in the
+	// configured order; empty without unicast masters.
+	UnicastMasters []UnicastMasterStatus
 }
 
 // statusBox holds a port's latest status for other goroutines.
@@ -55,6 +59,10 @@ func (b *statusBox) get() PortStatus {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	st := b.st
+	st.UnicastMasters = slices.Clone(b.st.UnicastMasters)
+	for i := range st.UnicastMasters {
+		st.UnicastMasters[i].Grants = slices.Clone(st.UnicastMasters[i].Grants)
+	}
 	if b.st.Dropped != nil {
 		st.Dropped = make(map[string]uint64, len(b.st.Dropped))
 		for k, v := range b.st.Dropped {
@@ -88,6 +96,10 @@ func (p *portRun) publish() {
 	utc, _ := tp.UTCOffset()
 	_, hasMaster := p.port.Master()
 	drops := p.slave.Drops()
+	var unicast []UnicastMasterStatus
+	if p.unicast != nil {
+		unicast = p.unicast.status(time.Now())
+	}
 	p.s.status.update(func(st *PortStatus) {
 		st.State, st.Reason, st.Since = p.port.State().String(), p.port.Reason(), p.port.Since()
 		st.Identity = p.self.String()
@@ -100,6 +112,7 @@ func (p *portRun) publish() {
 		}
 		st.UTCOffset, st.UTCOffsetValid, st.PTPTimescale = utc, tp.CurrentUTCOffsetValid, tp.PTPTimescale
 		st.Dropped = drops.byReason()
+		st.UnicastMasters = unicast
 		if p.txStampsMissed > 0 {
 			st.Dropped["no_tx_timestamp"] = p.txStampsMissed
 		}

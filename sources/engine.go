@@ -439,11 +439,13 @@ func (e *Engine) selectSources(u float64) (survivors []string, ready bool) {
 	for _, n := range e.order {
 		s := e.srcs[n]
 		switch {
+		case s.fault != "":
+			// The source's own words (a kiss code, a PTP port that lost
+			// its master) say more than the polls it missed.
+			s.state, s.reason = StateFault, s.fault
+			continue
 		case s.unanswer >= unreachablePolls || !s.f.valid && s.polls >= startupPolls:
 			s.state, s.reason = StateUnreachable, fmt.Sprintf("no answer to the last %d requests", s.unanswer)
-			continue
-		case s.fault != "":
-			s.state, s.reason = StateFault, s.fault
 			continue
 		case !s.f.valid:
 			s.state, s.reason = StateInitial, "no measurement yet"

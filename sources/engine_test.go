@@ -648,3 +648,38 @@ func TestBoundedByAuthenticated(t *testing.T) {
 		})
 	}
 }
+
+// TestFaultOutranksUnreachable: a source that stops measuring and says why
+// (a PTP port whose master went) is shown with its own reason, not as
+// merely unreachable, and the clock holds over; without a fault it is
+// unreachable.
+func TestFaultOutranksUnreachable(t *testing.T) {
+	const why = "listening: announce receipt timeout: no announce from master 0a0a0a.fffe.000020-1 for 3s"
+	tests := []struct {
+		name       string
+		fault      string
+		wantState  SourceState
+		wantReason string
+	}{
+		{"fault reported", why, StateFault, why},
+		{"no fault", "", StateUnreachable, "no answer to the last"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			r := newRig(t, DefaultConfig(), map[string]float64{"a": 0}, nil)
+			r.run(120, 4, nil)
+			r.e.Fault("a", tt.fault)
+			r.run(60, 4, func(string) bool { return true })
+			st := r.e.Status(r.local())
+			if len(st.Sources) != 1 {
+				t.Fatalf("%d sources, want 1", len(st.Sources))
+			}
+			if s := st.Sources[0]; s.State != tt.wantState || !strings.Contains(s.Reason, tt.wantReason) {
+				t.Errorf("source %s: %q, want %s: %q", s.State, s.Reason, tt.wantState, tt.wantReason)
+			}
+			if !st.Holdover || st.Synchronized || !strings.Contains(st.Message, "holdover") {
+				t.Errorf("holdover %t, synchronized %t, message %q; want holdover", st.Holdover, st.Synchronized, st.Message)
+			}
+		})
+	}
+}

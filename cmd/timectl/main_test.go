@@ -37,6 +37,12 @@ func fabricated() control.StatusReply {
 	}
 }
 
+// phcStatus is an unsynchronized status with the PHC driver and tie.
+func phcStatus(tie *control.TieInfo) control.StatusReply {
+	return control.StatusReply{Engine: sources.Status{Holdover: true, Uncertainty: 0.5},
+		Clock: control.ClockInfo{Driver: "phc", Device: "/dev/ptp0", Frequency: 1.25, Tie: tie}}
+}
+
 func TestRenderStatus(t *testing.T) {
 	unsync := control.StatusReply{Engine: sources.Status{Holdover: true, Uncertainty: 0.5}, Clock: control.ClockInfo{Driver: "system"}}
 	for _, tc := range []struct {
@@ -64,6 +70,29 @@ Root dispersion: 0.000 s
 Leap:            none
 Last update:     never (0 updates, 0 steps)
 Clock:           system, frequency correction +0.000 ppm
+`},
+		{"phc tied", phcStatus(&control.TieInfo{Clock: "system", Offset: -1.5e-6, Delay: 2e-6, Frequency: -3.25,
+			Updates: 80, Dropped: 2, Steps: 1}), `Synchronized:    no (holdover: every source is lost; running on the last frequency)
+Reference:       none
+Offset:          +0.000 ± 500.000 ms
+Frequency:       +0.000 ± 0.000 ppm
+Root delay:      0.000 s
+Root dispersion: 0.000 s
+Leap:            none
+Last update:     never (0 updates, 0 steps)
+Clock:           phc /dev/ptp0, frequency correction +1.250 ppm
+Tied clock:      system, 1.500 µs behind the PHC, frequency correction -3.250 ppm (80 updates, 2 dropped, 1 step)
+`},
+		{"phc tie waiting", phcStatus(&control.TieInfo{Clock: "virtual", Waiting: true}), `Synchronized:    no (holdover: every source is lost; running on the last frequency)
+Reference:       none
+Offset:          +0.000 ± 500.000 ms
+Frequency:       +0.000 ± 0.000 ppm
+Root delay:      0.000 s
+Root dispersion: 0.000 s
+Leap:            none
+Last update:     never (0 updates, 0 steps)
+Clock:           phc /dev/ptp0, frequency correction +1.250 ppm
+Tied clock:      virtual, waiting for the PHC's first synchronization
 `},
 	} {
 		var b bytes.Buffer
@@ -206,6 +235,13 @@ func (b *backend) PTP() control.PTPReply {
 		GrandmasterClass: 6, GrandmasterAccuracy: 100e-9, UTCOffset: 37, UTCOffsetValid: true, PTPTimescale: true,
 		Offset: -1.5e-6, MeanPathDelay: 2.1e-6, Timestamps: "kernel", LastMeasurementAgo: 0.4, Measurements: 1000,
 		Dropped: map[string]uint64{"lost_response": 2},
+		UnicastMasters: []control.PTPUnicastMaster{
+			{Address: "192.0.2.7", Identity: "0a1b2c.fffe.3d4e5f-1", Selected: true, Grants: []control.PTPUnicastGrant{
+				{Message: "announce", State: "granted", LogInterval: 1, Left: 42},
+				{Message: "sync", State: "granted", LogInterval: 0, Left: 41},
+				{Message: "delay_resp", State: "granted", LogInterval: 0, Left: 41}}},
+			{Address: "192.0.2.8", Grants: []control.PTPUnicastGrant{{Message: "announce", State: "no answer", LogInterval: 1}}},
+		},
 	}, {Interface: "eth1", Transport: "l2", Role: "auto", State: "LISTENING", Reason: "listening: no announce from a master for 6s"}}}
 }
 
@@ -277,7 +313,9 @@ func TestServerCommands(t *testing.T) {
 		{[]string{"clients"}, []string{"192.0.2.1", "12.5/s", "2001:db8::1", "0.96/min", "interleaved"}},
 		{[]string{"clients", "-n", "1"}, []string{"192.0.2.1"}},
 		{[]string{"ptp"}, []string{"eth0 (udp4, role slave_only)", "SLAVE for 42s: slave: synchronizing", "clock class 6, accuracy within 100.000 ns, 0 steps removed",
-			"PTP (TAI), UTC offset 37 s, marked valid", "-1.500 µs (local − master", "Mean path delay:  2.100 µs", "lost_response:", "eth1 (l2, role auto)", "LISTENING"}},
+			"PTP (TAI), UTC offset 37 s, marked valid", "-1.500 µs (local − master", "Mean path delay:  2.100 µs", "lost_response:", "eth1 (l2, role auto)", "LISTENING",
+			"Unicast masters:", "192.0.2.7, identity 0a1b2c.fffe.3d4e5f-1 (selected)", "announce     every 2^1 s: granted, 42s left",
+			"sync         every 2^0 s: granted, 41s left", "delay_resp", "192.0.2.8", "announce     every 2^1 s: no answer"}},
 	}
 	for _, tt := range tests {
 		code, out, errOut := runArgs(t, append([]string{"-s", sock}, tt.args...)...)
@@ -294,7 +332,13 @@ func TestServerCommands(t *testing.T) {
 	if _, out, _ := runArgs(t, "-s", sock, "clients", "-n", "1"); strings.Contains(out, "2001:db8::1") {
 		t.Errorf("clients -n 1 shows two clients:\n%s", out)
 	}
-	code, out, _ := runArgs(t, "-s", sock, "-o", "json", "clients")
+	code, out, _ := runArgs(t, "-s", sock, "-o", "json", "ptp")
+	var pr control.PTPReply
+	if err := json.Unmarshal([]byte(out), &pr); code != 0 || err != nil || len(pr.Ports) != 2 || len(pr.Ports[0].UnicastMasters) != 2 ||
+		pr.Ports[0].UnicastMasters[1].Grants[0].State != "no answer" || !strings.Contains(out, `"left_s": 42`) {
+		t.Errorf("ptp -o json: %d %v %s", code, err, out)
+	}
+	code, out, _ = runArgs(t, "-s", sock, "-o", "json", "clients")
 	var cl control.ClientsReply
 	if err := json.Unmarshal([]byte(out), &cl); code != 0 || err != nil || len(cl.Clients) != 2 || cl.Clients[0].Rate != 12.5 {
 		t.Errorf("clients -o json: %d %v %s", code, err, out)

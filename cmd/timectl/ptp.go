@@ -18,7 +18,8 @@ func ptpCommand(ctx context.Context, g *globals) *cobra.Command {
 		Long: `Show each PTP port: its state (SLAVE, MASTER, LISTENING, ...) and why, the
 master it follows and that master's grandmaster (clock class, accuracy, steps
 removed), the UTC offset in use, the last offset from the master, the mean
-path delay, the kind of timestamps, and the messages the port did not use.` + "\n" + jsonNote + "\n" + exitCodes,
+path delay, the kind of timestamps, the messages the port did not use and, with
+unicast masters, what each was asked for and granted (or "denied", "no answer").` + "\n" + jsonNote + "\n" + exitCodes,
 		Args: noArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			return fetch(ctx, g, cmd, "ptp", (*control.Client).PTP, renderPTP)
@@ -58,11 +59,16 @@ func renderPTP(w io.Writer, r control.PTPReply) {
 		}
 		row("Timescale", scale)
 		if p.Measurements > 0 {
-			row("Offset", fmtSeconds(p.Offset, true)+" (local − master, last measurement "+fmtAgo(p.LastMeasurementAgo)+" ago)")
+			label, from := "Offset", "local − master, last measurement"
+			if p.Grandmaster == "" { // no master now: the figures are the last master's
+				label, from = "Last offset", "local − the last master, measured"
+			}
+			row(label, fmtSeconds(p.Offset, true)+" ("+from+" "+fmtAgo(p.LastMeasurementAgo)+" ago)")
 			row("Mean path delay", fmtSeconds(p.MeanPathDelay, false))
 			row("Timestamps", p.Timestamps)
 			row("Measurements", fmt.Sprintf("%d", p.Measurements))
 		}
+		renderUnicastMasters(w, p.UnicastMasters)
 		if len(p.Dropped) > 0 {
 			reasons := make([]string, 0, len(p.Dropped))
 			for k := range p.Dropped {
@@ -73,6 +79,32 @@ func renderPTP(w io.Writer, r control.PTPReply) {
 			for _, k := range reasons {
 				fmt.Fprintf(w, "  %-16s%d\n", k+":", p.Dropped[k])
 			}
+		}
+	}
+}
+
+// renderUnicastMasters shows the unicast negotiation with each master: one
+// line per master, one per message type asked for.
+func renderUnicastMasters(w io.Writer, ms []control.PTPUnicastMaster) {
+	if len(ms) == 0 {
+		return
+	}
+	fmt.Fprintf(w, "%-18s\n", "Unicast masters:")
+	for _, m := range ms {
+		line := "  " + m.Address
+		if m.Identity != "" {
+			line += ", identity " + m.Identity
+		}
+		if m.Selected {
+			line += " (selected)"
+		}
+		fmt.Fprintln(w, line)
+		for _, g := range m.Grants {
+			state := g.State
+			if g.State == "granted" {
+				state = fmt.Sprintf("granted, %s left", fmtAgo(g.Left))
+			}
+			fmt.Fprintf(w, "    %-12s every 2^%d s: %s\n", g.Message, g.LogInterval, state)
 		}
 	}
 }

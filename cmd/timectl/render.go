@@ -161,8 +161,32 @@ func renderStatus(w io.Writer, r control.StatusReply, colour bool) {
 		}
 		clk += fmt.Sprintf(", %s %s the system clock", fmtSeconds(math.Abs(o), false), rel)
 	}
+	if r.Clock.Device != "" {
+		clk += " " + r.Clock.Device
+	}
 	clk += fmt.Sprintf(", frequency correction %+.3f ppm", r.Clock.Frequency)
 	row("Clock", clk)
+	if t := r.Clock.Tie; t != nil {
+		row("Tied clock", tieLine(*t))
+	}
+}
+
+// tieLine describes the tie of the system clock to the PTP hardware clock.
+func tieLine(t control.TieInfo) string {
+	name := t.Clock
+	if name == "" {
+		name = "system"
+	}
+	if t.Waiting {
+		return name + ", waiting for the PHC's first synchronization"
+	}
+	rel := "ahead of"
+	if t.Offset < 0 {
+		rel = "behind"
+	}
+	return fmt.Sprintf("%s, %s %s the PHC, frequency correction %+.3f ppm (%s, %d dropped, %s)",
+		name, fmtSeconds(math.Abs(t.Offset), false), rel, t.Frequency,
+		plural(t.Updates, "update", "updates"), t.Dropped, plural(t.Steps, "step", "steps"))
 }
 
 // stateInfo describes each state for the legend, with its colour.
@@ -181,7 +205,7 @@ var stateInfo = []struct {
 	{sources.StateNoSelect, ansiDim, "configured never to be used (noselect); only measured"},
 	{sources.StateUnauthenticated, ansiYellow, "not authenticated (no NTS) while engine.require_authenticated is set; only measured"},
 	{sources.StateOutOfBound, ansiRed, "configured bounded_by: authenticated, and outside what the authenticated (NTS) sources allow; not used"},
-	{sources.StateFault, ansiRed, "reported a fault"},
+	{sources.StateFault, ansiRed, "cannot be used now, as the source itself reports (see why below)"},
 }
 
 func stateMeaning(s sources.SourceState) string {

@@ -197,6 +197,8 @@ type sourceStatus struct {
 	Offset        float64 `json:"offset_s"`
 	LastOffset    float64 `json:"last_offset_s"`
 	Delay         float64 `json:"delay_s"`
+	MinDelay      float64 `json:"min_delay_s"`
+	Asymmetry     float64 `json:"asymmetry"`
 }
 
 // status runs `timectl -s SOCKET status -o json`. The control socket is a

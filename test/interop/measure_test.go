@@ -266,3 +266,15 @@ func writeFootprintSection(path, body string) error {
 	}
 	return os.Rename(tmp, path)
 }
+
+// meanSD is the mean and the standard deviation of xs (NaN for none).
+func meanSD(xs []float64) (mean, sd float64) {
+	if len(xs) == 0 {
+		return math.NaN(), math.NaN()
+	}
+	for _, x := range xs {
+		mean += x
+	}
+	mean /= float64(len(xs))
+	return mean, rmsAround(xs, mean)
+}

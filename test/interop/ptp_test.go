@@ -3,6 +3,7 @@
 package interop
 
 import (
+	"os"
 	"strings"
 	"testing"
 	"time"
@@ -35,12 +36,12 @@ func TestPTPClientPtp4l(t *testing.T) {
 	t.Run("from 200 ms off", func(t *testing.T) {
 		t.Parallel()
 		a, b := peers.NewVethPair(t)
-		// Syncs 8 times a second, as telecom profiles send them: the
-		// frequency error is learned within seconds.
-		peers.StartPtp4l(t, "ptp4l-gm", a.Netns, a.Iface, "-4", "priority1 10", "free_running 1", "logSyncInterval -3")
+		// Syncs and delay requests 8 times a second, as telecom profiles
+		// send them: the frequency error is learned within seconds.
+		peers.StartPtp4l(t, "ptp4l-gm", a.Netns, a.Iface, "-4", "priority1 10", "free_running 1", "logSyncInterval -3", "logMinDelayReqInterval -3")
 		cfg := simulatedStart
 		cfg.NoSources = true
-		cfg.Extra = "ptp:\n  ports:\n    - {interface: " + b.Iface + ", role: slave_only, transport: udp4, sync_interval: -3}\n"
+		cfg.Extra = "ptp:\n  ports:\n    - {interface: " + b.Iface + ", role: slave_only, transport: udp4, sync_interval: -3, delay_req_interval: -3}\n"
 		tp := startTimed(t, cfg, b.Netns)
 		smp := tp.sample(time.Second)
 		time.Sleep(syncWithin + rmsWindow)
@@ -96,8 +97,21 @@ func TestPTPClientPtp4l(t *testing.T) {
 					theirs = append(theirs, s.Offset)
 				}
 			}
-			t.Logf("%s, same link, same run, over %v: timed's estimates %.2f µs RMS (raw measurements %.2f µs, clock %.2f µs; %d samples), ptp4l slave's offsets %.2f µs RMS (%d locked samples)",
-				tc.name, rmsWindow, rms(est)*1e6, rms(raw)*1e6, r.RMS*1e6, len(est), rms(theirs)*1e6, len(theirs))
+			em, es := meanSD(est)
+			tm, ts := meanSD(theirs)
+			t.Logf("%s, same link, same run, over %v: timed's estimates %.2f µs RMS (mean %+.2f, SD %.2f; raw measurements %.2f µs, clock %.2f µs; %d samples), ptp4l slave's offsets %.2f µs RMS (mean %+.2f, SD %.2f; %d locked samples)",
+				tc.name, rmsWindow, rms(est)*1e6, em*1e6, es*1e6, rms(raw)*1e6, r.RMS*1e6, len(est), rms(theirs)*1e6, tm*1e6, ts*1e6, len(theirs))
+			if os.Getenv("TIMED_PTP_TRACE") != "" {
+				for _, s := range samples {
+					if s.Err == nil && len(s.Status.Engine.Sources) == 1 {
+						src := s.Status.Engine.Sources[0]
+						t.Logf("trace %.1f off %.0f last %.0f d %.0f delay %.0f min %.0f asym %.3f", s.At.Seconds(), src.Offset*1e9, src.LastOffset*1e9, s.Status.Clock.OffsetFromSystem*1e9, src.Delay*1e9, src.MinDelay*1e9, src.Asymmetry)
+					}
+				}
+				for _, s := range servo[min(before, len(servo)):] {
+					t.Logf("ptp4l %.0f %s %.0f", s.Offset*1e9, s.State, s.Delay*1e9)
+				}
+			}
 			switch {
 			case len(est) < 30 || len(theirs) < 30:
 				t.Errorf("too few samples: timed %d, ptp4l %d\nptp4l slave:\n%s", len(est), len(theirs), slave.Tail(20))
