@@ -637,6 +637,19 @@ func (e *Engine) applyAuthenticatedBound(cands []*source) []*source {
 // combine weighs the named sources by their variance at raw time u. It
 // returns the offset (true − raw) and frequency (ratio) with their variances,
 // and the source with the most weight.
+// preferredReference breaks a tie in weight between two sources for the
+// reference: an authenticated source before one that is not, then the name,
+// so that the choice does not depend on the order of the survivors.
+func preferredReference(s, than *source) bool {
+	if than == nil {
+		return true
+	}
+	if s.last.Authenticated != than.last.Authenticated {
+		return s.last.Authenticated
+	}
+	return s.name < than.name
+}
+
 func (e *Engine) combine(u float64, names []string) (x, xvar, b, bvar float64, ref *source) {
 	var sw, swx, sw2v, sbw, sbwb float64
 	bestW := -1.0
@@ -654,7 +667,7 @@ func (e *Engine) combine(u float64, names []string) (x, xvar, b, bvar float64, r
 		bv := s.f.est.frequencyVar(u)
 		sbw += 1 / bv
 		sbwb += s.f.est.b / bv
-		if w > bestW {
+		if w > bestW || w == bestW && preferredReference(s, ref) {
 			bestW, ref = w, s
 		}
 	}

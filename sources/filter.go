@@ -248,7 +248,7 @@ func (f *filter) estimate() {
 		// Queueing delay on one side of the path shows up as offsets that
 		// move with the delay: each sample is then off by a fraction of its
 		// excess delay, which can be measured and taken out.
-		if a, ok := asymmetry(w.excess, w.innov, w.svar, w.bestOutlier); ok {
+		if a, ok := asymmetry(w.excess, w.innov, w.svar, w.bestOutlier, asymmetryTail*(median-f.minDelay)); ok {
 			f.asymmetry = a
 			for i := range f.win {
 				w.ys[i] = f.win[i].y - a*w.excess[i]
@@ -329,13 +329,22 @@ func (f *filter) search(w *work) {
 // this many samples.
 const fullSearchEvery = 16
 
+// asymmetryTail: samples whose excess delay is more than this many times
+// the median excess are left out of the asymmetry regression. A rare, long
+// delay on one side of the path (a send that waited for the CPU) says
+// nothing about how the common, short delays split between the two sides,
+// and with its leverage it would set the slope for all of them.
+const asymmetryTail = 5
+
 // asymmetry regresses the innovations on the excess delay (with an
-// intercept, weighted by the innovation variance) and returns the slope when
-// it is significant, clamped to the physical range ±1/2.
-func asymmetry(excess, innov, svar []float64, outlier []bool) (float64, bool) {
+// intercept, weighted by the innovation variance; samples with an excess
+// above tail left out when tail > 0) and returns the slope when it is
+// significant, clamped to the physical range ±1/2.
+func asymmetry(excess, innov, svar []float64, outlier []bool, tail float64) (float64, bool) {
+	skip := func(i int) bool { return outlier[i] || tail > 0 && excess[i] > tail }
 	var sw, se, sr float64
 	for i := 2; i < len(innov); i++ {
-		if outlier[i] {
+		if skip(i) {
 			continue
 		}
 		w := 1 / svar[i]
@@ -349,7 +358,7 @@ func asymmetry(excess, innov, svar []float64, outlier []bool) (float64, bool) {
 	me, mr := se/sw, sr/sw
 	var see, ser, srr float64
 	for i := 2; i < len(innov); i++ {
-		if outlier[i] {
+		if skip(i) {
 			continue
 		}
 		w := 1 / svar[i]

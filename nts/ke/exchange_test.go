@@ -142,7 +142,13 @@ func TestExchange(t *testing.T) {
 			if len(cookies.c2s) != 1 || !bytes.Equal(cookies.c2s[0], res.C2S) || !bytes.Equal(cookies.s2c[0], res.S2C) {
 				t.Errorf("client and server exported different keys")
 			}
-			if st := srv.Stats(); st.Handshakes != 1 || st.Exchanges != 1 {
+			// The server counts the exchange once its response is written,
+			// which may be just after the client has read it.
+			st := srv.Stats()
+			for deadline := time.Now().Add(2 * time.Second); st.Exchanges == 0 && time.Now().Before(deadline); st = srv.Stats() {
+				time.Sleep(time.Millisecond)
+			}
+			if st.Handshakes != 1 || st.Exchanges != 1 {
 				t.Errorf("stats %+v, want 1 handshake and 1 exchange", st)
 			}
 		})
