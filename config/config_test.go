@@ -66,7 +66,7 @@ func TestDefaultYAMLDocumentsEveryKey(t *testing.T) {
 		"prefix_interval", "prefix_burst", "local", "stratum", "nts", "ca", "certificate_dates",
 		"certificate", "key", "key_file", "key_rotation", "keys_kept", "max_connections", "timeout",
 		"ptp", "domain", "priority1", "priority2", "ports", "interface", "transport", "delay_mechanism", "role", "timestamping",
-		"announce_interval", "sync_interval", "delay_req_interval", "announce_receipt_timeout", "delay_asymmetry", "unicast_masters"}
+		"announce_interval", "sync_interval", "delay_req_interval", "announce_receipt_timeout", "delay_asymmetry", "unicast_masters", "unicast_listen"}
 	doc, err := os.ReadFile("../docs/CONFIG.md")
 	if err != nil {
 		t.Fatal(err)
@@ -147,7 +147,8 @@ func TestFullExample(t *testing.T) {
 				LogAnnounceInterval: 0, LogSyncInterval: -3, LogMinDelayReqInterval: -2, AnnounceReceiptTimeout: 4,
 				DelayAsymmetry: -150 * time.Nanosecond, BoundedByAuthenticated: true},
 			{Interface: "eth1", Transport: "udp4", DelayMechanism: "e2e", Role: "auto", Timestamping: "software",
-				LogAnnounceInterval: 1, AnnounceReceiptTimeout: 3, UnicastMasters: []netip.Addr{netip.MustParseAddr("192.0.2.7")}},
+				LogAnnounceInterval: 1, AnnounceReceiptTimeout: 3, UnicastMasters: []netip.Addr{netip.MustParseAddr("192.0.2.7")},
+				UnicastListen: true},
 		}},
 		Control: ControlConfig{Socket: "/tmp/timed/timed.sock"},
 		Metrics: MetricsConfig{Listen: "[::1]:9123"},
@@ -374,6 +375,8 @@ var errorCases = []struct {
 	{"ptp domain", "ptp:\n  domain: 200\n", 2, 11, "ptp.domain", "from 0 to 127", 0},
 	{"ptp unicast family", "ptp:\n  ports:\n    - {interface: eth0, unicast_masters: [\"2001:db8::1\"]}\n", 3, 25, "ptp.ports[0].unicast_masters", "does not fit transport udp4", 0},
 	{"ptp unicast l2", "ptp:\n  ports:\n    - {interface: eth0, transport: l2, unicast_masters: [192.0.2.1]}\n", 3, 40, "ptp.ports[0].unicast_masters", "UDP only", 0},
+	{"ptp unicast_listen l2", "ptp:\n  ports:\n    - {interface: eth0, transport: l2, unicast_listen: true}\n", 3, 40, "ptp.ports[0].unicast_listen", "UDP only", 0},
+	{"ptp unicast_listen slave_only", "ptp:\n  ports:\n    - {interface: eth0, role: slave_only, unicast_listen: true}\n", 3, 43, "ptp.ports[0].unicast_listen", "serves no one", 0},
 	{"ptp unicast master_only", "ptp:\n  ports:\n    - {interface: eth0, role: master_only, unicast_masters: [192.0.2.1]}\n", 3, 44, "ptp.ports[0].unicast_masters", "master_only", 0},
 	{"nts certificate dates", "ntp:\n  servers:\n    - address: a.example\n      nts: {certificate_dates: never}\n", 4, 32, "ntp.servers[0].nts.certificate_dates", "ignore_until_synchronized", 0},
 	{"nts string", "ntp:\n  servers:\n    - address: a.example\n      nts: yes please\n", 4, 12, "ntp.servers[0].nts", "expected true, false or a mapping", 0},

@@ -45,6 +45,9 @@ type PTPPort struct {
 	// UnicastMasters, when not empty, are asked for unicast service
 	// (unicast negotiation) instead of listening to multicast.
 	UnicastMasters []netip.Addr
+	// UnicastListen serves unicast clients (unicast negotiation) when the
+	// port is master, beside multicast.
+	UnicastListen bool
 	// Selection options for the engine, as for NTP servers.
 	Prefer, NoSelect, Trust, Require bool
 	BoundedByAuthenticated           bool
@@ -149,6 +152,7 @@ func (d *decoder) ptpPort(n *yaml.Node, path string) (PTPPort, *yaml.Node) {
 				s.UnicastMasters = append(s.UnicastMasters, a.Unmap())
 			})
 		}},
+		boolField("unicast_listen", &s.UnicastListen),
 		boolField("prefer", &s.Prefer),
 		boolField("noselect", &s.NoSelect),
 		boolField("trust", &s.Trust),
@@ -161,6 +165,14 @@ func (d *decoder) ptpPort(n *yaml.Node, path string) (PTPPort, *yaml.Node) {
 		}
 		if k, ok := given["unicast_masters"]; ok && s.Role == "master_only" {
 			d.errorf(k, joinPath(path, "unicast_masters"), "a master_only port has no masters to ask; remove unicast_masters or the role")
+		}
+	}
+	if k, ok := given["unicast_listen"]; ok && s.UnicastListen {
+		switch {
+		case s.Transport == "l2":
+			d.errorf(k, joinPath(path, "unicast_listen"), "unicast negotiation runs over UDP only; use transport udp4 or udp6 with unicast_listen, or remove it")
+		case s.Role == "slave_only":
+			d.errorf(k, joinPath(path, "unicast_listen"), "a slave_only port is never master and serves no one; remove unicast_listen or use role auto or master_only")
 		}
 	}
 	if len(s.UnicastMasters) > 0 && s.Transport == "l2" {

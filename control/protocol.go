@@ -99,6 +99,21 @@ type PTPPortStatus struct {
 	// UnicastMasters is the unicast negotiation with each configured
 	// master; empty when the port listens to multicast.
 	UnicastMasters []PTPUnicastMaster `json:"unicast_masters,omitempty"`
+	// UnicastClients are the unicast clients the port serves as master
+	// (unicast_listen), with what each was granted; empty otherwise.
+	UnicastClients []PTPUnicastClient `json:"unicast_clients,omitempty"`
+}
+
+// PTPUnicastClient is a unicast client a master PTP port serves (IEEE 1588
+// clause 16.1).
+type PTPUnicastClient struct {
+	// Address is the client's IP address, Identity the port identity of
+	// its last request.
+	Address  string `json:"address"`
+	Identity string `json:"identity,omitempty"`
+	// Grants are the message types granted it, each with State "granted",
+	// the granted interval and the seconds left.
+	Grants []PTPUnicastGrant `json:"grants"`
 }
 
 // PTPUnicastMaster is the unicast negotiation of a PTP port with one

@@ -38,6 +38,7 @@ func ptpSourceConfig(c config.PTPConfig, p config.PTPPort) ptp.SourceConfig {
 		LogMinDelayReqInterval: int8(p.LogMinDelayReqInterval),
 		AnnounceReceiptTimeout: p.AnnounceReceiptTimeout, DelayAsymmetry: p.DelayAsymmetry, DelayMechanism: mech,
 		UnicastMasters: slices.Clone(p.UnicastMasters),
+		UnicastListen:  p.UnicastListen,
 		HardwareStamps: p.Timestamping == "hardware",
 	}
 }
@@ -122,6 +123,7 @@ func (d *Daemon) PTP() control.PTPReply {
 			UTCOffset: st.UTCOffset.Seconds(), UTCOffsetValid: st.UTCOffsetValid, PTPTimescale: st.PTPTimescale,
 			Offset: st.Offset.Seconds(), MeanPathDelay: st.MeanPathDelay.Seconds(), Timestamps: st.Timestamps,
 			Measurements: st.Measurements, Dropped: st.Dropped, UnicastMasters: ptpUnicastMasters(st.UnicastMasters),
+			UnicastClients: ptpUnicastClients(st.UnicastClients),
 		}
 		if !st.Since.IsZero() {
 			ps.SinceAgo = now.Sub(st.Since).Seconds()
@@ -146,6 +148,21 @@ func ptpUnicastMasters(ms []ptp.UnicastMasterStatus) []control.PTPUnicastMaster 
 				LogInterval: g.LogInterval, Left: g.Left.Seconds()})
 		}
 		out = append(out, cm)
+	}
+	return out
+}
+
+// ptpUnicastClients are the unicast clients a master port serves, as the
+// control protocol carries them.
+func ptpUnicastClients(cs []ptp.UnicastClientStatus) []control.PTPUnicastClient {
+	var out []control.PTPUnicastClient
+	for _, c := range cs {
+		cc := control.PTPUnicastClient{Address: c.Address.String(), Identity: c.Identity, Grants: []control.PTPUnicastGrant{}}
+		for _, g := range c.Grants {
+			cc.Grants = append(cc.Grants, control.PTPUnicastGrant{Message: g.Message, State: g.State,
+				LogInterval: g.LogInterval, Left: g.Left.Seconds()})
+		}
+		out = append(out, cc)
 	}
 	return out
 }

@@ -67,10 +67,21 @@ func FuzzHandlers(f *testing.F) {
 		f.Add(bad)
 	}
 	f.Add(append(append([]byte{}, grant...), cancel[44:]...)) // two TLVs, length field not counting the second
+	// A client's renewal as ptp4l sends it: three requests in one message,
+	// and a request with a cancellation.
+	three := append(append(append([]byte{}, request...), request[44:]...), request[44:]...)
+	three[2], three[3] = 0, byte(len(three))
+	three[44+4] = byte(protocol.MessageAnnounce) << 4
+	three[54+4] = byte(protocol.MessageDelayResp) << 4
+	f.Add(three)
+	reqCancel := append(append([]byte{}, request...), cancel[44:]...)
+	reqCancel[2], reqCancel[3] = 0, byte(len(reqCancel))
+	f.Add(reqCancel)
 	f.Add([]byte{})
 	f.Add([]byte{0x0b, 0x02, 0x00, 0x40})
 
 	f.Fuzz(func(t *testing.T, data []byte) {
+		fuzzMasterService(t, data)
 		pkt, err := protocol.DecodePacket(data)
 		if err != nil {
 			return
@@ -150,4 +161,62 @@ func FuzzHandlers(f *testing.F) {
 			t.Fatalf("port in state %d with reason %q", port.State(), port.Reason())
 		}
 	})
+}
+
+// fuzzMasterService hands data to a MASTER port with unicast_listen, as if
+// from 192.0.2.1: it answers a Signaling message of its domain, to it or
+// to every port, that holds REQUEST or CANCEL TLVs with exactly one message,
+// one TLV per REQUEST or CANCEL in it, grants no longer than
+// UnicastMaxGrant, and sends only to a client it granted something.
+func fuzzMasterService(t *testing.T, data []byte) {
+	p, tr := masterServicePort(t)
+	p.port.Initialize(at(0))
+	p.port.Tick(at(10))
+	if p.port.State() != protocol.PortStateMaster {
+		t.Fatalf("master-only port in state %s", p.port.State())
+	}
+	p.handle(data, Received{N: len(data), From: Address{IP: uniA}, RX: masterT0, Stamping: netstamp.StampKernel})
+	p.sendMasterMessages(time.Now())
+	answers := tr.find(ofType(protocol.MessageSignaling))
+	if len(answers) > 1 {
+		t.Fatalf("%d answers to one message", len(answers))
+	}
+	asked := 0
+	if pkt, err := protocol.DecodePacket(data); err == nil {
+		if sig, ok := pkt.(*protocol.Signaling); ok && data[4] == p.s.cfg.Domain &&
+			(sig.TargetPortIdentity == wildcardPort || sig.TargetPortIdentity == p.self) {
+			for _, tlv := range sig.TLVs {
+				switch tlv.(type) {
+				case *protocol.RequestUnicastTransmissionTLV, *protocol.CancelUnicastTransmissionTLV:
+					asked++
+				}
+			}
+		}
+	}
+	if len(answers) == 1 {
+		a := answers[0].pkt.(*protocol.Signaling)
+		if len(a.TLVs) != asked || answers[0].to.IP != uniA {
+			t.Fatalf("answer with %d TLVs to %v for %d requests", len(a.TLVs), answers[0].to, asked)
+		}
+		for _, tlv := range a.TLVs {
+			if g, ok := tlv.(*protocol.GrantUnicastTransmissionTLV); ok && time.Duration(g.DurationField)*time.Second > UnicastMaxGrant {
+				t.Fatalf("granted %d s", g.DurationField)
+			}
+		}
+	} else if asked > 0 {
+		t.Fatalf("%d requests unanswered", asked)
+	}
+	clients := p.service.status(time.Now())
+	if len(clients) > 1 || (len(clients) == 1 && clients[0].Address != uniA) {
+		t.Fatalf("clients %+v", clients)
+	}
+	for _, m := range tr.find(func(m sentMessage) bool { return m.to.IP == uniA && m.pkt.MessageType() != protocol.MessageSignaling }) {
+		typ := m.pkt.MessageType()
+		if typ == protocol.MessageFollowUp {
+			typ = protocol.MessageSync
+		}
+		if _, ok := p.service.granted(uniA, typ, time.Now()); !ok {
+			t.Fatalf("%s sent to %s without a grant", m.pkt.MessageType(), uniA)
+		}
+	}
 }

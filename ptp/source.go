@@ -64,6 +64,11 @@ type SourceConfig struct {
 	// service (unicast negotiation, UDP only); the port then relies on
 	// their unicast messages alone.
 	UnicastMasters []netip.Addr
+	// UnicastListen serves unicast clients in the MASTER state: it grants
+	// their requests for unicast Announce, Sync and Delay_Resp (unicast
+	// negotiation, UDP only; see UnicastMaxClients and UnicastMaxGrant),
+	// beside the multicast messages.
+	UnicastListen bool
 	// HardwareStamps uses the network card's hardware timestamps: the
 	// timebase must then be a HardwareTimebase on the interface's PTP
 	// hardware clock.
@@ -123,6 +128,9 @@ func NewSource(cfg SourceConfig, tb sources.Timebase, log *zap.Logger) (*Source,
 	}
 	if err := checkUnicastMasters(cfg); err != nil {
 		return nil, err
+	}
+	if cfg.UnicastListen && (cfg.Network == NetworkL2 || cfg.Role == RoleSlaveOnly) {
+		return nil, fmt.Errorf("ptp: %s: unicast_listen needs transport udp4 or udp6 and a port that may become master", cfg.Interface)
 	}
 	return &Source{cfg: cfg, tb: tb, log: log}, nil
 }
@@ -213,6 +221,7 @@ type portRun struct {
 	// "malformed" (undecodable or truncated) and "wrong_domain".
 	portDrops      map[string]uint64
 	unicast        *unicastNegotiation // nil without unicast masters
+	service        *unicastService     // nil without unicast_listen
 	signalingSeq   uint16
 	logDelayReq    int8
 	nextDelayReq   time.Time
@@ -275,6 +284,9 @@ func newPortRun(s *Source, id protocol.ClockIdentity, tr Transport, r sources.Re
 		p.unicast = newUnicastNegotiation(s.cfg.UnicastMasters, unicastIntervals{announce: s.cfg.LogAnnounceInterval,
 			sync: s.cfg.LogSyncInterval, delayResp: s.cfg.LogMinDelayReqInterval, endToEnd: s.cfg.DelayMechanism == EndToEnd})
 	}
+	if s.cfg.UnicastListen {
+		p.service = newUnicastService(s.cfg.LogAnnounceInterval, s.cfg.LogSyncInterval, s.cfg.LogMinDelayReqInterval)
+	}
 	if s.cfg.DelayMechanism == PeerToPeer {
 		p.pdelay, err = NewPeerDelay(PeerDelayConfig{Identity: self, DomainNumber: s.cfg.Domain, Timestamps: stamping})
 		if err != nil {
@@ -307,6 +319,9 @@ func (p *portRun) run(ctx context.Context) error {
 		deadline := nextTick
 		if p.port.State() == protocol.PortStateMaster {
 			deadline = earliest(deadline, p.nextAnnounce, p.nextSync)
+			if t := p.serviceNextDue(); !t.IsZero() {
+				deadline = earliest(deadline, t)
+			}
 		}
 		if p.pdelay != nil {
 			deadline = earliest(deadline, p.nextPdelayReq)
@@ -400,6 +415,7 @@ func (p *portRun) sendMasterMessages(now time.Time) {
 		p.nextSync = now.Add(p.msgs.logSync.Duration())
 		p.sendSync()
 	}
+	p.sendUnicastService(now)
 }
 
 // sendSync sends a two-step Sync and its Follow_Up with the Sync's
@@ -567,6 +583,10 @@ func (p *portRun) rxTime(rec Received) time.Time { return stampTime(p.s.tb, rec.
 // end-to-end mechanism (a peer-to-peer port does not answer them).
 func (p *portRun) delayResponse(req *protocol.SyncDelayReq, rec Received) {
 	if p.port.State() != protocol.PortStateMaster || p.pdelay != nil {
+		return
+	}
+	if req.FlagField&protocol.FlagUnicast != 0 && p.service != nil {
+		p.unicastDelayResponse(req, rec)
 		return
 	}
 	p.sendGeneral("delay response", p.msgs.delayResp(req, p.toPTP(p.rxTime(rec))))

@@ -47,6 +47,9 @@ type PortStatus struct {
 	// UnicastMasters is the negotiation with each unicast master, in the
 	// configured order; empty without unicast masters.
 	UnicastMasters []UnicastMasterStatus
+	// UnicastClients are the unicast clients the port serves (with
+	// unicast_listen), in the order they first asked; empty otherwise.
+	UnicastClients []UnicastClientStatus
 }
 
 // statusBox holds a port's latest status for other goroutines.
@@ -62,6 +65,10 @@ func (b *statusBox) get() PortStatus {
 	st.UnicastMasters = slices.Clone(b.st.UnicastMasters)
 	for i := range st.UnicastMasters {
 		st.UnicastMasters[i].Grants = slices.Clone(st.UnicastMasters[i].Grants)
+	}
+	st.UnicastClients = slices.Clone(b.st.UnicastClients)
+	for i := range st.UnicastClients {
+		st.UnicastClients[i].Grants = slices.Clone(st.UnicastClients[i].Grants)
 	}
 	if b.st.Dropped != nil {
 		st.Dropped = make(map[string]uint64, len(b.st.Dropped))
@@ -100,6 +107,10 @@ func (p *portRun) publish() {
 	if p.unicast != nil {
 		unicast = p.unicast.status(time.Now())
 	}
+	var clients []UnicastClientStatus
+	if p.service != nil {
+		clients = p.service.status(time.Now())
+	}
 	p.s.status.update(func(st *PortStatus) {
 		st.State, st.Reason, st.Since = p.port.State().String(), p.port.Reason(), p.port.Since()
 		st.Identity = p.self.String()
@@ -113,6 +124,10 @@ func (p *portRun) publish() {
 		st.UTCOffset, st.UTCOffsetValid, st.PTPTimescale = utc, tp.CurrentUTCOffsetValid, tp.PTPTimescale
 		st.Dropped = drops.byReason()
 		st.UnicastMasters = unicast
+		st.UnicastClients = clients
+		if p.service != nil && p.service.denied > 0 {
+			st.Dropped["unicast_denied"] = p.service.denied
+		}
 		if p.txStampsMissed > 0 {
 			st.Dropped["no_tx_timestamp"] = p.txStampsMissed
 		}

@@ -412,6 +412,9 @@ func (p *portRun) unicastAccept(pkt protocol.Packet, rec Received) bool {
 		p.unicast.announced(rec.From.IP, m.SourcePortIdentity)
 		return true
 	case *protocol.SyncDelayReq, *protocol.FollowUp, *protocol.DelayResp:
+		if d, ok := pkt.(*protocol.SyncDelayReq); ok && d.MessageType() == protocol.MessageDelayReq && p.service != nil {
+			return true // a unicast client's (delayResponse checks its grant)
+		}
 		if !p.unicast.isMaster(rec.From.IP) || headerOf(pkt).FlagField&protocol.FlagUnicast == 0 {
 			p.portDrops["not_unicast_master"]++
 			return false
@@ -435,8 +438,14 @@ func headerOf(pkt protocol.Packet) protocol.Header {
 }
 
 // handleSignaling takes a Signaling message: grants, denials and
-// cancellations from a unicast master; it acknowledges cancellations.
+// cancellations from a unicast master, which it acknowledges; with
+// unicast_listen, a message from any other address is a client's, for the
+// service (serveSignaling).
 func (p *portRun) handleSignaling(m *protocol.Signaling, rec Received, now time.Time) {
+	if p.service != nil && (p.unicast == nil || !p.unicast.isMaster(rec.From.IP)) {
+		p.serveSignaling(m, rec, now)
+		return
+	}
 	if p.unicast == nil {
 		return
 	}

@@ -226,8 +226,14 @@ func (f *filter) estimate() {
 		w.sorted[i] = f.win[i].delay
 	}
 	sort.Float64s(w.sorted)
-	f.minDelay = w.sorted[0]
 	median := w.sorted[n/2]
+	// The minimum delay is that of the newer half of a full window: when
+	// the path changes (a route, a queue that stays, a busier host), an old
+	// minimum would make every later sample look delayed.
+	f.minDelay = math.Inf(1)
+	for i := max(0, n-minDelaySpan); i < n; i++ {
+		f.minDelay = math.Min(f.minDelay, f.win[i].delay)
+	}
 	minDelayErr := (median - f.minDelay) / math.Sqrt(math.Sqrt(float64(n)))
 	if n == 1 {
 		minDelayErr = f.minDelay / 4
@@ -263,6 +269,10 @@ func (f *filter) estimate() {
 	}
 	f.valid = true
 }
+
+// minDelaySpan is how many of the newest samples the minimum delay is
+// taken over.
+const minDelaySpan = 64
 
 // asymmetryMinSamples is how many samples the asymmetry estimate needs.
 const asymmetryMinSamples = 16

@@ -2,6 +2,7 @@ package sources
 
 import (
 	"math"
+	"math/rand/v2"
 	"testing"
 )
 
@@ -119,5 +120,31 @@ func TestFilterWindowSlidesWithoutGrowing(t *testing.T) {
 	}
 	if last := f.last(); last.u != u {
 		t.Errorf("newest sample at %g, want %g", last.u, u)
+	}
+}
+
+// When the path's delay rises for good (here from 3 µs to 5 µs, with a
+// one-sided queue after the change), the minimum delay follows within
+// minDelaySpan samples: the asymmetry correction then starts from the new
+// shortest delay, and the estimate is not pulled off by the old one.
+func TestFilterFollowsPathChange(t *testing.T) {
+	rng := rand.New(rand.NewPCG(1, 2))
+	f := newFilter(0, 0)
+	u := 0.0
+	for i := range 100 { // all in one window
+		u++
+		s := sample{u: u, delay: 3e-6, precision: 1e-8}
+		if i >= 10 {
+			q := rng.ExpFloat64() * 1e-6 // queueing on the way back only
+			s.delay, s.y = 5e-6+q, -q/2
+		}
+		f.add(s)
+	}
+	x, _ := f.est.at(u)
+	if math.Abs(f.minDelay-5e-6) > 0.2e-6 {
+		t.Errorf("minimum delay %.2f µs, want about 5 µs (the path's new one)", f.minDelay*1e6)
+	}
+	if math.Abs(x) > 0.2e-6 {
+		t.Errorf("offset estimate %+.2f µs (asymmetry %.2f), want within 0.2 µs of 0", x*1e6, f.asymmetry)
 	}
 }

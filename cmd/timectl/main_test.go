@@ -242,7 +242,11 @@ func (b *backend) PTP() control.PTPReply {
 				{Message: "delay_resp", State: "granted", LogInterval: 0, Left: 41}}},
 			{Address: "192.0.2.8", Grants: []control.PTPUnicastGrant{{Message: "announce", State: "no answer", LogInterval: 1}}},
 		},
-	}, {Interface: "eth1", Transport: "l2", Role: "auto", State: "LISTENING", Reason: "listening: no announce from a master for 6s"}}}
+	}, {Interface: "eth1", Transport: "l2", Role: "auto", State: "LISTENING", Reason: "listening: no announce from a master for 6s"},
+		{Interface: "eth2", Transport: "udp4", Role: "master_only", State: "MASTER", Reason: "master: the local clock is the best",
+			UnicastClients: []control.PTPUnicastClient{{Address: "192.0.2.9", Identity: "0a1b2c.fffe.000009-1", Grants: []control.PTPUnicastGrant{
+				{Message: "announce", State: "granted", LogInterval: 1, Left: 299},
+				{Message: "sync", State: "granted", LogInterval: -3, Left: 298}}}}}}}
 }
 
 func serveControl(t *testing.T, b control.Backend) string {
@@ -315,7 +319,9 @@ func TestServerCommands(t *testing.T) {
 		{[]string{"ptp"}, []string{"eth0 (udp4, role slave_only)", "SLAVE for 42s: slave: synchronizing", "clock class 6, accuracy within 100.000 ns, 0 steps removed",
 			"PTP (TAI), UTC offset 37 s, marked valid", "-1.500 µs (local − master", "Mean path delay:  2.100 µs", "lost_response:", "eth1 (l2, role auto)", "LISTENING",
 			"Unicast masters:", "192.0.2.7, identity 0a1b2c.fffe.3d4e5f-1 (selected)", "announce     every 2^1 s: granted, 42s left",
-			"sync         every 2^0 s: granted, 41s left", "delay_resp", "192.0.2.8", "announce     every 2^1 s: no answer"}},
+			"sync         every 2^0 s: granted, 41s left", "delay_resp", "192.0.2.8", "announce     every 2^1 s: no answer",
+			"Unicast clients:  1", "192.0.2.9, identity 0a1b2c.fffe.000009-1", "announce     every 2^1 s: granted, 4m59s left",
+			"sync         every 2^-3 s: granted, 4m58s left"}},
 	}
 	for _, tt := range tests {
 		code, out, errOut := runArgs(t, append([]string{"-s", sock}, tt.args...)...)
@@ -334,8 +340,10 @@ func TestServerCommands(t *testing.T) {
 	}
 	code, out, _ := runArgs(t, "-s", sock, "-o", "json", "ptp")
 	var pr control.PTPReply
-	if err := json.Unmarshal([]byte(out), &pr); code != 0 || err != nil || len(pr.Ports) != 2 || len(pr.Ports[0].UnicastMasters) != 2 ||
-		pr.Ports[0].UnicastMasters[1].Grants[0].State != "no answer" || !strings.Contains(out, `"left_s": 42`) {
+	if err := json.Unmarshal([]byte(out), &pr); code != 0 || err != nil || len(pr.Ports) != 3 || len(pr.Ports[0].UnicastMasters) != 2 ||
+		pr.Ports[0].UnicastMasters[1].Grants[0].State != "no answer" || !strings.Contains(out, `"left_s": 42`) ||
+		len(pr.Ports[2].UnicastClients) != 1 || pr.Ports[2].UnicastClients[0].Address != "192.0.2.9" ||
+		!strings.Contains(out, `"unicast_clients": [`) || pr.Ports[2].UnicastClients[0].Grants[1].LogInterval != -3 {
 		t.Errorf("ptp -o json: %d %v %s", code, err, out)
 	}
 	code, out, _ = runArgs(t, "-s", sock, "-o", "json", "clients")

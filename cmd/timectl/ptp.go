@@ -19,7 +19,9 @@ func ptpCommand(ctx context.Context, g *globals) *cobra.Command {
 master it follows and that master's grandmaster (clock class, accuracy, steps
 removed), the UTC offset in use, the last offset from the master, the mean
 path delay, the kind of timestamps, the messages the port did not use and, with
-unicast masters, what each was asked for and granted (or "denied", "no answer").` + "\n" + jsonNote + "\n" + exitCodes,
+unicast masters, what each was asked for and granted (or "denied", "no answer"),
+and, for a master port with unicast_listen, each unicast client with the
+message types granted it, their intervals and the seconds left.` + "\n" + jsonNote + "\n" + exitCodes,
 		Args: noArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			return fetch(ctx, g, cmd, "ptp", (*control.Client).PTP, renderPTP)
@@ -69,6 +71,7 @@ func renderPTP(w io.Writer, r control.PTPReply) {
 			row("Measurements", fmt.Sprintf("%d", p.Measurements))
 		}
 		renderUnicastMasters(w, p.UnicastMasters)
+		renderUnicastClients(w, p.UnicastClients)
 		if len(p.Dropped) > 0 {
 			reasons := make([]string, 0, len(p.Dropped))
 			for k := range p.Dropped {
@@ -105,6 +108,25 @@ func renderUnicastMasters(w io.Writer, ms []control.PTPUnicastMaster) {
 				state = fmt.Sprintf("granted, %s left", fmtAgo(g.Left))
 			}
 			fmt.Fprintf(w, "    %-12s every 2^%d s: %s\n", g.Message, g.LogInterval, state)
+		}
+	}
+}
+
+// renderUnicastClients shows the unicast clients a master port serves:
+// one line per client, one per message type granted.
+func renderUnicastClients(w io.Writer, cs []control.PTPUnicastClient) {
+	if len(cs) == 0 {
+		return
+	}
+	fmt.Fprintf(w, "%-18s%d\n", "Unicast clients:", len(cs))
+	for _, c := range cs {
+		line := "  " + c.Address
+		if c.Identity != "" {
+			line += ", identity " + c.Identity
+		}
+		fmt.Fprintln(w, line)
+		for _, g := range c.Grants {
+			fmt.Fprintf(w, "    %-12s every 2^%d s: granted, %s left\n", g.Message, g.LogInterval, fmtAgo(g.Left))
 		}
 	}
 }

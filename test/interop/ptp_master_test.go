@@ -168,20 +168,13 @@ func hasLog(output, msg, key, value string) bool {
 // The bridge floods multicast (no snooping) and forwards at once (no STP).
 // PTP repeats every message, so what a fresh veth drops in its first second
 // does no harm.
-func bridgedLAN(t *testing.T, n int) []peers.VethEnd {
+//
+// bridgeCmds are more ip commands run in the bridge's namespace once the
+// ports are plugged in (port0, port1, ... on the bridge br0).
+func bridgedLAN(t *testing.T, n int, bridgeCmds ...string) []peers.VethEnd {
 	t.Helper()
 	ip := testenv.LookPath(t, "ip", "/usr/sbin/ip", "/sbin/ip")
-	// batch runs ip commands, one a line, in netns.
-	batch := func(netns string, lines ...string) string {
-		t.Helper()
-		cmd := exec.Command(ip, "-n", netns, "-batch", "-")
-		cmd.Stdin = strings.NewReader(strings.Join(lines, "\n") + "\n")
-		out, err := cmd.CombinedOutput()
-		if err != nil {
-			t.Fatalf("ip -n %s -batch: %v: %s\n%s", netns, err, out, strings.Join(lines, "\n"))
-		}
-		return string(out)
-	}
+	batch := func(netns string, lines ...string) string { return ipBatch(t, ip, netns, lines...) }
 	hub := peers.NewNetns(t)
 	cmds := []string{"link add br0 type bridge stp_state 0 mcast_snooping 0", "link set br0 up"}
 	ends := make([]peers.VethEnd, n)
@@ -191,7 +184,7 @@ func bridgedLAN(t *testing.T, n int) []peers.VethEnd {
 		cmds = append(cmds, fmt.Sprintf("link add port%d type veth peer name %s netns %s", i, ends[i].Iface, ends[i].Netns),
 			fmt.Sprintf("link set port%d master br0 up", i))
 	}
-	batch(hub, cmds...)
+	batch(hub, append(cmds, bridgeCmds...)...)
 	macRE := regexp.MustCompile(`link/ether ([0-9a-f:]{17})`)
 	for i := range ends {
 		e := &ends[i]
@@ -203,4 +196,16 @@ func bridgedLAN(t *testing.T, n int) []peers.VethEnd {
 		e.MAC, _ = net.ParseMAC(m[1])
 	}
 	return ends
+}
+
+// ipBatch runs ip commands, one a line, in netns, and returns their output.
+func ipBatch(t *testing.T, ip, netns string, lines ...string) string {
+	t.Helper()
+	cmd := exec.Command(ip, "-n", netns, "-batch", "-")
+	cmd.Stdin = strings.NewReader(strings.Join(lines, "\n") + "\n")
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		t.Fatalf("ip -n %s -batch: %v: %s\n%s", netns, err, out, strings.Join(lines, "\n"))
+	}
+	return string(out)
 }
