@@ -34,6 +34,9 @@ type Config struct {
 	NTP       NTPConfig
 	Server    ServerConfig
 	PTP       PTPConfig
+	// Refclocks are the reference clocks (GNSS receivers) read through
+	// gpsd, SOCK, SHM or PPS devices.
+	Refclocks []Refclock
 	Control   ControlConfig
 	Metrics   MetricsConfig
 	Log       LogConfig
@@ -194,6 +197,7 @@ func Parse(filename string, data []byte) (*Config, error) {
 	root := d.document(data)
 	if root != nil {
 		d.mapping(root, "", topLevel(&c))
+		d.refclockLocks(root, &c)
 	}
 	if err := d.err(); err != nil {
 		return nil, err

@@ -24,6 +24,9 @@ func FuzzParse(f *testing.F) {
 	for _, tt := range errorCases {
 		f.Add([]byte(tt.in))
 	}
+	for _, tt := range refclockErrorCases {
+		f.Add([]byte(tt.in))
+	}
 	f.Add([]byte(""))
 	f.Add([]byte("a: &a [*a]\n"))
 	f.Add([]byte("ntp:\n  servers: &s\n    - {address: a.example}\n  pools: *s\n"))
@@ -126,6 +129,7 @@ func checkConfig(t *testing.T, c *Config) {
 	if c.Metrics.Listen != "" && loopbackListenProblem(c.Metrics.Listen) != "" {
 		t.Fatalf("metrics %q", c.Metrics.Listen)
 	}
+	checkRefclocks(t, c)
 	if !in(c.Log.Level, "debug", "info", "warn", "error") || !in(c.Log.Format, "auto", "console", "json") {
 		t.Fatalf("log %+v", c.Log)
 	}

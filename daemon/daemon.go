@@ -94,6 +94,7 @@ type Daemon struct {
 	running    map[string]*reporter
 	servers    map[config.NTPServer]*task
 	ptpPorts   []*task
+	refclocks  []*task
 	ptpSources map[string]*ptp.Source // by interface, the latest of each port
 	pools      map[config.NTPPool]*task
 	ntp        *ntpServer // the NTP server; nil when none is configured
@@ -334,6 +335,7 @@ func (d *Daemon) Run(ctx context.Context) error {
 	d.ctx = ctx
 	d.startSourcesLocked(cfg.NTP)
 	d.startPTPLocked(cfg.PTP)
+	d.startRefclocksLocked(cfg.Refclocks)
 	d.mu.Unlock()
 	d.log.Info("timed running", zap.String("clock", d.clk.Name()), zap.String("control_socket", sockPath),
 		zap.String("metrics", d.metricsAddr), zap.Int("ntp_servers", len(cfg.NTP.Servers)),

@@ -208,9 +208,15 @@ func (d *Daemon) serverState(st sources.Status) ntpserver.State {
 
 func seconds(s float64) time.Duration { return time.Duration(s * float64(time.Second)) }
 
-// refIDLocked is the reference ID of the source named name: its IP address
-// (RFC 5905) as the source reports it or as its name gives it.
+// refIDLocked is the reference ID of the source named name: a reference
+// clock's configured refid (GPS, PPS, ...), or its IP address (RFC 5905) as
+// the source reports it or as its name gives it.
 func (d *Daemon) refIDLocked(name string) uint32 {
+	for _, rc := range d.refclockConfigs() {
+		if rc.Name == name {
+			return refclockRefID(rc.RefID)
+		}
+	}
 	if r, ok := d.running[name]; ok {
 		if a, ok := r.src.(interface{ RemoteAddr() netip.AddrPort }); ok {
 			if ap := a.RemoteAddr(); ap.IsValid() {

@@ -131,12 +131,13 @@ type addrSource struct {
 func (s addrSource) RemoteAddr() netip.AddrPort { return s.addr }
 
 // The reference ID served is the selected source's IP address: as the
-// source resolved it, or as its name says.
+// source resolved it, or as its name says; for a reference clock, its
+// configured refid in ASCII.
 func TestRefID(t *testing.T) {
 	d := &Daemon{running: map[string]*reporter{
 		"time.example.com:123": {src: addrSource{addr: netip.MustParseAddrPort("192.0.2.9:123")}},
 		"unresolved:123":       {src: addrSource{}},
-	}}
+	}, cfg: &config.Config{Refclocks: []config.Refclock{{Name: "gpsd:/dev/ttyS0", RefID: "GPS"}, {Name: "pps:/dev/pps0", RefID: "PPS"}}}}
 	for _, tt := range []struct {
 		name string
 		want uint32
@@ -146,6 +147,8 @@ func TestRefID(t *testing.T) {
 		{"[2001:db8::1]:123", ntpserver.RefIDOf(netip.MustParseAddr("2001:db8::1"))},
 		{"unresolved:123", 0},
 		{"", 0},
+		{"gpsd:/dev/ttyS0", 0x47505300},
+		{"pps:/dev/pps0", 0x50505300},
 	} {
 		if got := d.refIDLocked(tt.name); got != tt.want {
 			t.Errorf("refIDLocked(%q) = %#x, want %#x", tt.name, got, tt.want)

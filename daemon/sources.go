@@ -163,7 +163,8 @@ func (d *Daemon) stopAllSources() {
 		delete(d.pools, k)
 	}
 	ts = append(ts, d.ptpPorts...)
-	d.ptpPorts = nil
+	ts = append(ts, d.refclocks...)
+	d.ptpPorts, d.refclocks = nil, nil
 	d.mu.Unlock()
 	for _, t := range ts {
 		t.cancel()
