@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"net"
 	"strings"
 	"sync"
@@ -167,10 +168,7 @@ func (c *Client) Status() RefclockStatus {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	s := c.status
-	s.Dropped = make(map[string]uint64, len(c.status.Dropped))
-	for k, v := range c.status.Dropped {
-		s.Dropped[k] = v
-	}
+	s.Dropped = maps.Clone(c.status.Dropped)
 	return s
 }
 

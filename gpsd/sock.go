@@ -5,6 +5,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"maps"
 	"math"
 	"net"
 	"os"
@@ -424,10 +425,7 @@ func (s *sockState) status() RefclockStatus {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	out := s.st
-	out.Dropped = make(map[string]uint64, len(s.st.Dropped))
-	for k, v := range s.st.Dropped {
-		out.Dropped[k] = v
-	}
+	out.Dropped = maps.Clone(s.st.Dropped)
 	return out
 }
 

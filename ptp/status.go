@@ -1,6 +1,7 @@
 package ptp
 
 import (
+	"maps"
 	"slices"
 	"sync"
 	"time"
@@ -70,12 +71,7 @@ func (b *statusBox) get() PortStatus {
 	for i := range st.UnicastClients {
 		st.UnicastClients[i].Grants = slices.Clone(st.UnicastClients[i].Grants)
 	}
-	if b.st.Dropped != nil {
-		st.Dropped = make(map[string]uint64, len(b.st.Dropped))
-		for k, v := range b.st.Dropped {
-			st.Dropped[k] = v
-		}
-	}
+	st.Dropped = maps.Clone(b.st.Dropped)
 	return st
 }
 

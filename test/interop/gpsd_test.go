@@ -54,6 +54,11 @@ func (r *gpsdRecorder) snapshot() ([]sources.Measurement, []string) {
 	return slices.Clone(r.measured), slices.Clone(r.faults)
 }
 
+func (r *gpsdRecorder) measurements() []sources.Measurement {
+	m, _ := r.snapshot()
+	return m
+}
+
 // gpsdFeed is a stepped gpsfake fed one epoch of generated NMEA each
 // second, at the second the epoch's sentences name: the truth the test
 // compares with.

@@ -28,41 +28,9 @@ import (
 	"github.com/timed-project/timed/sources"
 )
 
-// refclockSystemTB is the system clock as the timebase: the test compares
-// with the system clock's own readings.
-type refclockSystemTB struct{}
-
-func (refclockSystemTB) Now() time.Time                     { return time.Now() }
-func (refclockSystemTB) FromSystem(sys time.Time) time.Time { return sys }
-
-// refclockReporter records measurements and faults.
-type refclockReporter struct {
-	mu       sync.Mutex
-	measured []sources.Measurement
-	faults   []string
-}
-
-func (r *refclockReporter) Polled() {}
-func (r *refclockReporter) Measured(m sources.Measurement) {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	r.measured = append(r.measured, m)
-}
-func (r *refclockReporter) Fault(reason string) {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	r.faults = append(r.faults, reason)
-}
-func (r *refclockReporter) PollInterval() time.Duration { return time.Second }
-func (r *refclockReporter) snapshot() []sources.Measurement {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	return append([]sources.Measurement(nil), r.measured...)
-}
-
 // refclockRun runs src until the test ends.
-func refclockRun(t *testing.T, src sources.Source) *refclockReporter {
-	r := &refclockReporter{}
+func refclockRun(t *testing.T, src sources.Source) *gpsdRecorder {
+	r := &gpsdRecorder{}
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- src.Run(ctx, r) }()
@@ -258,10 +226,10 @@ func TestRefclockSHM(t *testing.T) {
 	go feed.run(ctx, t, master, 100*time.Millisecond)
 
 	const uncertainty = 20 * time.Millisecond
-	var readers [2]*refclockReporter
+	var readers [2]*gpsdRecorder
 	for unit := range readers {
 		src, err := gpsd.NewSHM(gpsd.SHMConfig{Unit: unit, Interval: 200 * time.Millisecond, Delay: uncertainty},
-			refclockSystemTB{}, zaptest.NewLogger(t))
+			gpsdSystemTimebase{}, zaptest.NewLogger(t))
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -270,14 +238,14 @@ func TestRefclockSHM(t *testing.T) {
 
 	const want = 8
 	deadline := time.Now().Add(40 * time.Second)
-	for len(readers[0].snapshot()) < want && time.Now().Before(deadline) {
+	for len(readers[0].measurements()) < want && time.Now().Before(deadline) {
 		time.Sleep(200 * time.Millisecond)
 	}
-	got := readers[0].snapshot()
+	got := readers[0].measurements()
 	if len(got) < want {
 		b, _ := os.ReadFile(logPath)
 		t.Fatalf("%d SHM samples on unit 0 in 40 s (unit 1: %d), want %d; gpsd says:\n%s",
-			len(got), len(readers[1].snapshot()), want, refclockTail(string(b), 30))
+			len(got), len(readers[1].measurements()), want, refclockTail(string(b), 30))
 	}
 	var errs []float64
 	for _, m := range got {
@@ -301,7 +269,7 @@ func TestRefclockSHM(t *testing.T) {
 		}
 	}
 	t.Logf("%d samples on unit 0, %d on unit 1; offset minus truth: RMS %.3f ms, max %.3f ms, precision %v",
-		len(got), len(readers[1].snapshot()), rms(errs)*1e3, maxAbs(errs)*1e3, got[0].Precision)
+		len(got), len(readers[1].measurements()), rms(errs)*1e3, maxAbs(errs)*1e3, got[0].Precision)
 }
 
 // refclockSockSample encodes a chrony SOCK sample with this
@@ -355,7 +323,7 @@ func TestRefclockSOCK(t *testing.T) {
 		}
 	})
 	const uncertainty = 5 * time.Millisecond
-	src, err := gpsd.NewSock(gpsd.SockConfig{Path: path, Delay: uncertainty, Timeout: time.Second}, refclockSystemTB{}, zaptest.NewLogger(t))
+	src, err := gpsd.NewSock(gpsd.SockConfig{Path: path, Delay: uncertainty, Timeout: time.Second}, gpsdSystemTimebase{}, zaptest.NewLogger(t))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -382,7 +350,7 @@ func TestRefclockSOCK(t *testing.T) {
 	cancel()
 	// gpsd did find the socket and connect to it (chrony_init at device
 	// activation): ss shows a datagram socket of gpsd's whose peer is ours.
-	if n := len(r.snapshot()); n != 0 {
+	if n := len(r.measurements()); n != 0 {
 		t.Errorf("%d SOCK samples from gpsd on a pty, expected none (no PPS)", n)
 	}
 	if !refclockGpsdConnected(t, ssOut, path) {
@@ -416,10 +384,10 @@ func TestRefclockSOCK(t *testing.T) {
 		t.Fatal(err)
 	}
 	deadline := time.Now().Add(5 * time.Second)
-	for len(r.snapshot()) < len(samples) && time.Now().Before(deadline) {
+	for len(r.measurements()) < len(samples) && time.Now().Before(deadline) {
 		time.Sleep(10 * time.Millisecond)
 	}
-	got := r.snapshot()
+	got := r.measurements()
 	if len(got) != len(samples) {
 		t.Fatalf("%d measurements, want %d", len(got), len(samples))
 	}
@@ -513,11 +481,11 @@ func TestRefclockSHMGpsfake(t *testing.T) {
 		for sc.Scan() {
 		}
 	}()
-	var readers [2]*refclockReporter
+	var readers [2]*gpsdRecorder
 	var srcs [2]*gpsd.SHM
 	for unit := range readers {
 		src, err := gpsd.NewSHM(gpsd.SHMConfig{Unit: unit, Interval: 200 * time.Millisecond, FaultAfter: 10},
-			refclockSystemTB{}, zaptest.NewLogger(t))
+			gpsdSystemTimebase{}, zaptest.NewLogger(t))
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -525,7 +493,7 @@ func TestRefclockSHMGpsfake(t *testing.T) {
 	}
 	time.Sleep(8 * time.Second)
 	for unit, r := range readers {
-		for _, m := range r.snapshot() {
+		for _, m := range r.measurements() {
 			if m.Local.After(start) {
 				t.Errorf("unit %d: a sample from gpsd under gpsfake: %+v", unit, m)
 			}
