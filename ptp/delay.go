@@ -123,6 +123,7 @@ var (
 	ErrMechanism          = errors.New("message of the other delay mechanism")
 	ErrFollowUpNeverCame  = errors.New("two-step message replaced before its Follow_Up came")
 	ErrResponseNeverCame  = errors.New("request replaced before its response came")
+	ErrNegativeDelay      = errors.New("negative mean path delay")
 	errNothingOutstanding = fmt.Errorf("nothing outstanding: %w", ErrUnmatched)
 )
 
@@ -140,6 +141,7 @@ type Drops struct {
 	WrongMechanism  uint64 // Delay_Resp on a peer-to-peer port
 	MissingFollowUp uint64 // two-step Sync or Pdelay_Resp whose Follow_Up never came
 	LostResponse    uint64 // Delay_Req or Pdelay_Req never answered
+	NegativeDelay   uint64 // Delay_Req exchange whose mean path delay came out negative
 }
 
 // reasons lists each counter with the errors it counts and its name.
@@ -165,6 +167,7 @@ func (d *Drops) reasons() []struct {
 		{[]error{ErrMechanism}, "wrong_mechanism", &d.WrongMechanism},
 		{[]error{ErrFollowUpNeverCame}, "missing_follow_up", &d.MissingFollowUp},
 		{[]error{ErrResponseNeverCame}, "lost_response", &d.LostResponse},
+		{[]error{ErrNegativeDelay}, "negative_delay", &d.NegativeDelay},
 	}
 }
 
@@ -578,7 +581,15 @@ func (s *Slave) handleDelayResp(msg *protocol.DelayResp) (Measurement, error) {
 	}
 	ms := sub(sy.t2, sy.t1).Sub(sy.corr).Sub(s.asym)
 	sm := sub(t4, t3).Sub(corr).Add(s.asym)
-	s.delay = ms.Add(sm).Half()
+	delay := ms.Add(sm).Half()
+	if delay.ns < 0 {
+		// The timestamps are wrong by more than the path's delay: the
+		// local clock was slewed fast between t2 and t3, or a stamp was
+		// late. The offset is as wrong, and a zero delay given to the
+		// engine would stand as the path's minimum for its whole window.
+		return Measurement{}, fmt.Errorf("ptp: delay_resp %d: mean path delay %v: %w", msg.SequenceID, delay, ErrNegativeDelay)
+	}
+	s.delay = delay
 	s.haveDelay = true
 	s.t3, s.t4, s.respCorr = t3, t4, corr
 	return Measurement{

@@ -359,6 +359,12 @@ func TestSlaveRejects(t *testing.T) {
 			m.SourcePortIdentity = otherPort
 			return s, respErr(s, m)
 		}, ErrNotFromMaster, func(d Drops) uint64 { return d.NotFromMaster }},
+		{"delay_resp making the mean path delay negative", func(t *testing.T) (*Slave, error) {
+			// master→slave 1000 ns, slave→master −3000 ns: as if the local
+			// clock was slewed 2 µs forward between t2 and t3.
+			s := withSyncAndReq(t)
+			return s, respErr(s, delayRespMsg(7, masterT0.Add(time.Millisecond-3000), 0))
+		}, ErrNegativeDelay, func(d Drops) uint64 { return d.NegativeDelay }},
 		{"delay_resp answered twice", func(t *testing.T) (*Slave, error) {
 			s := withSyncAndReq(t)
 			if err := respErr(s, delayRespMsg(7, masterT0.Add(2*time.Millisecond), 0)); err != nil {

@@ -693,9 +693,10 @@ func (p *portRun) measured(ms Measurement, ok bool, err error) {
 		leap = sources.LeapDelete
 	}
 	parent := p.port.Parent()
-	// A mean path delay that comes out negative (timestamp noise, or the
-	// local clock slewed between t2 and t3) carries no weight information:
-	// the engine gets zero, the offset as measured.
+	// A mean link delay that comes out negative (P2P: timestamp noise on a
+	// short link; an E2E exchange with a negative delay is dropped before
+	// this) carries no weight information: the engine gets zero, the
+	// offset as measured.
 	delay := max(2*ms.Delay.Duration(), 0)
 	// Offset is local − master on the master's timescale (TAI for PTP):
 	// the engine wants master − local in UTC.

@@ -116,13 +116,7 @@ func TestPTPClientPtp4l(t *testing.T) {
 			tm, ts := meanSD(theirs)
 			t.Logf("%s, same link, same run, over %v: timed's estimates %.2f µs RMS (mean %+.2f, SD %.2f; raw measurements %.2f µs, clock %.2f µs; %d samples), ptp4l slave's offsets %.2f µs RMS (mean %+.2f, SD %.2f; %d locked samples)",
 				tc.name, rmsWindow, rms(est)*1e6, em*1e6, es*1e6, rms(raw)*1e6, r.RMS*1e6, len(est), rms(theirs)*1e6, tm*1e6, ts*1e6, len(theirs))
-			if os.Getenv("TIMED_PTP_TRACE") != "" {
-				for _, s := range samples {
-					if s.Err == nil && len(s.Status.Engine.Sources) == 1 {
-						src := s.Status.Engine.Sources[0]
-						t.Logf("trace %.1f off %.0f last %.0f d %.0f delay %.0f min %.0f asym %.3f", s.At.Seconds(), src.Offset*1e9, src.LastOffset*1e9, s.Status.Clock.OffsetFromSystem*1e9, src.Delay*1e9, src.MinDelay*1e9, src.Asymmetry)
-					}
-				}
+			if tracePTP(t, samples) {
 				for _, s := range servo[min(before, len(servo)):] {
 					t.Logf("ptp4l %.0f %s %.0f", s.Offset*1e9, s.State, s.Delay*1e9)
 				}
@@ -172,4 +166,23 @@ func TestPTPClientPtp4l(t *testing.T) {
 			}
 		})
 	}
+}
+
+// tracePTP logs timed's source per status sample (filtered and raw offset,
+// the virtual clock's offset from the system clock, delay, minimum delay
+// and asymmetry, in ns) when TIMED_PTP_TRACE is set, and reports whether
+// it is.
+func tracePTP(t *testing.T, samples []sample) bool {
+	t.Helper()
+	if os.Getenv("TIMED_PTP_TRACE") == "" {
+		return false
+	}
+	for _, s := range samples {
+		if s.Err == nil && len(s.Status.Engine.Sources) == 1 {
+			src := s.Status.Engine.Sources[0]
+			t.Logf("trace %.1f off %.0f last %.0f d %.0f delay %.0f min %.0f asym %.3f", s.At.Seconds(), src.Offset*1e9, src.LastOffset*1e9,
+				s.Status.Clock.OffsetFromSystem*1e9, src.Delay*1e9, src.MinDelay*1e9, src.Asymmetry)
+		}
+	}
+	return true
 }

@@ -68,6 +68,7 @@ func TestPTPUnicast(t *testing.T) {
 			}
 			est = append(est, s.Status.Engine.Sources[0].Offset+s.Status.Clock.OffsetFromSystem)
 		}
+		tracePTP(t, samples)
 		em, es := meanSD(est)
 		t.Logf("unicast over %v: timed's estimates %.2f µs RMS (mean %+.2f, SD %.2f; clock %.2f µs; %d samples)",
 			rmsWindow, rms(est)*1e6, em*1e6, es*1e6, r.RMS*1e6, len(est))
