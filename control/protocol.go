@@ -234,6 +234,34 @@ type ClientInfo struct {
 type StatusReply struct {
 	Engine sources.Status `json:"engine"`
 	Clock  ClockInfo      `json:"clock"`
+	// Refclocks are the configured reference clocks, in configuration
+	// order; each has the engine source of the same name.
+	Refclocks []RefclockInfo `json:"refclocks,omitempty"`
+}
+
+// RefclockInfo is what a reference clock (gpsd, SOCK, SHM or PPS) says
+// about its input, beside its engine source.
+type RefclockInfo struct {
+	// Name is the engine source's name, Kind the reader ("gpsd", "sock",
+	// "shm", "pps"), Device what it reads (a gpsd address and device, a
+	// socket path, an SHM unit, a PPS device).
+	Name   string `json:"name"`
+	Kind   string `json:"kind"`
+	Device string `json:"device"`
+	// Connected reports whether the input is open; Reason says in words
+	// why it is not, or why it gives no samples (empty when all is well).
+	Connected bool   `json:"connected"`
+	Reason    string `json:"reason,omitempty"`
+	// Samples counts the measurements given to the engine, LastSampleAgo
+	// the seconds since the last (absent before the first); Dropped the
+	// inputs read but not used, by reason.
+	Samples       uint64            `json:"samples"`
+	LastSampleAgo float64           `json:"last_sample_ago_s,omitempty"`
+	Dropped       map[string]uint64 `json:"dropped,omitempty"`
+	// Mode is the GNSS fix mode (2: 2D, 3: 3D; 0: unknown or not a GNSS
+	// reader) and Satellites the satellites used in the fix (0: unknown).
+	Mode       int `json:"fix_mode,omitempty"`
+	Satellites int `json:"satellites,omitempty"`
 }
 
 // ClockInfo describes the clock timed disciplines.

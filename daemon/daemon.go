@@ -96,8 +96,11 @@ type Daemon struct {
 	ptpPorts   []*task
 	refclocks  []*task
 	ptpSources map[string]*ptp.Source // by interface, the latest of each port
-	pools      map[config.NTPPool]*task
-	ntp        *ntpServer // the NTP server; nil when none is configured
+	// refclockReaders are the reference clocks' readers by name, the
+	// latest of each.
+	refclockReaders map[string]refclockReader
+	pools           map[config.NTPPool]*task
+	ntp             *ntpServer // the NTP server; nil when none is configured
 
 	tasks sync.WaitGroup // every source and pool goroutine
 
@@ -136,19 +139,20 @@ func newDaemon(cfg *config.Config, cfgPath string, log *zap.Logger, f factories)
 		return nil, err
 	}
 	d := &Daemon{
-		log:        log,
-		f:          f,
-		clk:        clk,
-		observe:    observe,
-		hw:         hw,
-		cfgPath:    cfgPath,
-		cfg:        cfg,
-		applyErrs:  map[string]string{},
-		running:    map[string]*reporter{},
-		servers:    map[config.NTPServer]*task{},
-		ptpSources: map[string]*ptp.Source{},
-		pools:      map[config.NTPPool]*task{},
-		ready:      make(chan struct{}),
+		log:             log,
+		f:               f,
+		clk:             clk,
+		observe:         observe,
+		hw:              hw,
+		cfgPath:         cfgPath,
+		cfg:             cfg,
+		applyErrs:       map[string]string{},
+		running:         map[string]*reporter{},
+		servers:         map[config.NTPServer]*task{},
+		ptpSources:      map[string]*ptp.Source{},
+		refclockReaders: map[string]refclockReader{},
+		pools:           map[config.NTPPool]*task{},
+		ready:           make(chan struct{}),
 	}
 	ecfg := engineConfig(cfg.Engine)
 	ecfg.Observe = observe
@@ -466,7 +470,7 @@ func (d *Daemon) Status() control.StatusReply {
 		info.Frequency = f
 	}
 	d.hw.clockInfo(&info)
-	return control.StatusReply{Engine: st, Clock: info}
+	return control.StatusReply{Engine: st, Clock: info, Refclocks: d.refclockInfo()}
 }
 
 // MakeStep lets the next correction step the clock whatever the step limit.

@@ -3,6 +3,7 @@ package daemon
 import (
 	"context"
 	"fmt"
+	"maps"
 	"net"
 	"strconv"
 	"time"
@@ -10,6 +11,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/timed-project/timed/config"
+	"github.com/timed-project/timed/control"
 	"github.com/timed-project/timed/gpsd"
 	"github.com/timed-project/timed/sources"
 )
@@ -83,7 +85,44 @@ func (d *Daemon) newRefclock(rc config.Refclock, log *zap.Logger) (sources.Sourc
 	if err != nil {
 		return nil, fmt.Errorf("refclock %s: %w", rc.Name, err)
 	}
+	if r, ok := src.(refclockReader); ok {
+		d.mu.Lock()
+		d.refclockReaders[rc.Name] = r
+		d.mu.Unlock()
+	}
 	return src, nil
+}
+
+// refclockReader is a reference clock's source that reports on its input.
+type refclockReader interface {
+	Status() gpsd.RefclockStatus
+}
+
+// refclockInfo is the state of each configured reference clock's input for
+// `timectl sources`, in configuration order; a clock whose reader has not
+// started yet says so.
+func (d *Daemon) refclockInfo() []control.RefclockInfo {
+	d.mu.Lock()
+	rcs := d.refclockConfigs()
+	readers := maps.Clone(d.refclockReaders)
+	d.mu.Unlock()
+	now := d.clk.Now()
+	var out []control.RefclockInfo
+	for _, rc := range rcs {
+		r, ok := readers[rc.Name]
+		if !ok {
+			out = append(out, control.RefclockInfo{Name: rc.Name, Kind: rc.Kind, Device: refclockOptions(rc).Address, Reason: "not started yet"})
+			continue
+		}
+		st := r.Status()
+		info := control.RefclockInfo{Name: rc.Name, Kind: st.Kind, Device: st.Device, Connected: st.Connected, Reason: st.Reason,
+			Samples: st.Samples, Dropped: st.Dropped, Mode: st.Mode, Satellites: st.Satellites}
+		if !st.LastSample.IsZero() {
+			info.LastSampleAgo = max(now.Sub(st.LastSample).Seconds(), 0)
+		}
+		out = append(out, info)
+	}
+	return out
 }
 
 // coarseOffset is the lock source of a PPS clock: the last offset the

@@ -52,7 +52,7 @@ func TestRenderLostMaster(t *testing.T) {
 
 	var b bytes.Buffer
 	renderSources(&b, []sources.SourceStatus{{Name: "ptp lan2", Kind: "ptp", State: sources.StateFault, Reason: why,
-		Poll: -2, Samples: 24, LastSampleAgo: 15}}, false)
+		Poll: -2, Samples: 24, LastSampleAgo: 15}}, nil, false)
 	for _, w := range []string{"ptp lan2  ptp   fault", "fault        cannot be used now, as the source itself reports",
 		"Not selected:\n  ptp lan2: fault: " + why} {
 		if !strings.Contains(b.String(), w) {

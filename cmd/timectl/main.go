@@ -131,11 +131,13 @@ announce, and the clock timed disciplines.` + "\n" + jsonNote + "\n" + exitCodes
 polls in octal: 377 = all answered), poll interval, age of the last sample,
 offset (positive: the local clock is behind) with its uncertainty, and delay.
 A legend of the states and the reason each source not in use is not selected
-follow the table.` + "\n" + jsonNote + "\n" + exitCodes,
+follow the table, then each reference clock (gpsd, SOCK, SHM, PPS) with its
+device and its input: connected or why not, the GNSS fix and satellites, the
+samples given to the engine and the inputs dropped, by reason.` + "\n" + jsonNote + "\n" + exitCodes,
 			Args: noArgs,
 			RunE: func(cmd *cobra.Command, _ []string) error {
 				return g.query(ctx, cmd, func(w io.Writer, r control.StatusReply) {
-					renderSources(w, r.Engine.Sources, g.colour)
+					renderSources(w, r.Engine.Sources, r.Refclocks, g.colour)
 				})
 			},
 		},

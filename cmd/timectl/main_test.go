@@ -105,7 +105,7 @@ Tied clock:      virtual, waiting for the PHC's first synchronization
 
 func TestRenderSources(t *testing.T) {
 	var b bytes.Buffer
-	renderSources(&b, fabricated().Engine.Sources, false)
+	renderSources(&b, fabricated().Engine.Sources, nil, false)
 	want := `NAME              KIND  STATE        REACH  POLL   LAST   OFFSET               DELAY
 192.0.2.1:123     ntp   selected     377    1m4s   3.2s   -11.000 ± 4.000 µs   900.000 µs
 192.0.2.2:123     ntp   falseticker  17     250ms  250ms  +250.000 ± 1.000 ms  2.000 ms
@@ -125,12 +125,12 @@ Not selected:
 	}
 
 	b.Reset()
-	renderSources(&b, fabricated().Engine.Sources, true)
+	renderSources(&b, fabricated().Engine.Sources, nil, true)
 	if !strings.Contains(b.String(), ansiGreen+"selected") || !strings.Contains(b.String(), ansiRed+"falseticker") {
 		t.Errorf("no state colours:\n%q", b.String())
 	}
 	b.Reset()
-	renderSources(&b, nil, false)
+	renderSources(&b, nil, nil, false)
 	if b.String() != "No sources.\n" {
 		t.Errorf("empty: %q", b.String())
 	}
@@ -353,5 +353,40 @@ func TestServerCommands(t *testing.T) {
 	}
 	if code, _, errOut := runArgs(t, "-s", sock, "clients", "-n", "0"); code != 2 || !strings.Contains(errOut, "out of range") {
 		t.Errorf("clients -n 0: exit %d %q, want a usage error", code, errOut)
+	}
+}
+
+func TestRenderRefclocks(t *testing.T) {
+	srcs := []sources.SourceStatus{
+		{Name: "gps", Kind: "gpsd", State: sources.StateSelected, Reach: 0o377, Samples: 40, LastSampleAgo: 0.5, Offset: 2e-4, Uncertainty: 1e-3},
+		{Name: "pps", Kind: "pps", State: sources.StateUnreachable},
+	}
+	refclocks := []control.RefclockInfo{
+		{Name: "gps", Kind: "gpsd", Device: "127.0.0.1:2947 /dev/ttyS0", Connected: true, Samples: 40, LastSampleAgo: 0.5,
+			Mode: 3, Satellites: 9, Dropped: map[string]uint64{"no fix": 2, "stale": 0}},
+		{Name: "pps", Kind: "pps", Device: "/dev/pps0", Reason: "open /dev/pps0: no such file or directory"},
+		{Name: "shm0", Kind: "shm", Device: "unit 0", Connected: true, Reason: "no samples for 10s", Samples: 1, LastSampleAgo: 12},
+	}
+	var b bytes.Buffer
+	renderSources(&b, srcs, refclocks, false)
+	for _, want := range []string{
+		"Reference clocks:\n  NAME  KIND  DEVICE                     INPUT\n",
+		"  gps   gpsd  127.0.0.1:2947 /dev/ttyS0  connected; 3D fix, 9 satellites; 40 samples (last 500ms ago); dropped: no fix 2\n",
+		"  pps   pps   /dev/pps0                  not connected: open /dev/pps0: no such file or directory; 0 samples\n",
+		"  shm0  shm   unit 0                     connected: no samples for 10s; 1 sample (last 12s ago)\n",
+	} {
+		if !strings.Contains(b.String(), want) {
+			t.Errorf("lacks %q:\n%s", want, b.String())
+		}
+	}
+	b.Reset()
+	renderSources(&b, srcs, refclocks, true)
+	if !strings.Contains(b.String(), ansiRed+"not connected") {
+		t.Errorf("a reference clock not connected is not red:\n%q", b.String())
+	}
+	b.Reset()
+	renderSources(&b, srcs, nil, false)
+	if strings.Contains(b.String(), "Reference clocks") {
+		t.Errorf("a reference clock section without reference clocks:\n%s", b.String())
 	}
 }

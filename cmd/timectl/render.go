@@ -3,7 +3,9 @@ package main
 import (
 	"fmt"
 	"io"
+	"maps"
 	"math"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -228,8 +230,9 @@ func stateColour(s sources.SourceState) string {
 
 // renderSources prints the table of `timectl sources`, a legend of the
 // states shown and why each source not in use is not selected.
-func renderSources(w io.Writer, srcs []sources.SourceStatus, colour bool) {
-	if len(srcs) == 0 {
+// and, for reference clocks, the state of their input.
+func renderSources(w io.Writer, srcs []sources.SourceStatus, refclocks []control.RefclockInfo, colour bool) {
+	if len(srcs) == 0 && len(refclocks) == 0 {
 		fmt.Fprintln(w, "No sources.")
 		return
 	}
@@ -245,26 +248,12 @@ func renderSources(w io.Writer, srcs []sources.SourceStatus, colour bool) {
 		rows = append(rows, []string{s.Name, s.Kind, string(s.State), fmt.Sprintf("%o", s.Reach),
 			fmtPoll(s.Poll), last, off, delay})
 	}
-	width := make([]int, len(header))
-	for _, r := range rows {
-		for i, c := range r {
-			width[i] = max(width[i], len([]rune(c)))
+	writeTable(w, rows, func(row, col int) string {
+		if col == 2 && row > 0 {
+			return stateColour(srcs[row-1].State)
 		}
-	}
-	for ri, r := range rows {
-		var b strings.Builder
-		for i, c := range r {
-			cell := c
-			if i < len(r)-1 {
-				cell += strings.Repeat(" ", width[i]-len([]rune(c))+2)
-			}
-			if i == 2 && ri > 0 {
-				cell = paint(cell, stateColour(srcs[ri-1].State), colour)
-			}
-			b.WriteString(cell)
-		}
-		fmt.Fprintln(w, strings.TrimRight(b.String(), " "))
-	}
+		return ""
+	}, colour)
 
 	fmt.Fprintln(w)
 	fmt.Fprintln(w, "States:")
@@ -294,4 +283,87 @@ func renderSources(w io.Writer, srcs []sources.SourceStatus, colour bool) {
 			fmt.Fprintln(w, l)
 		}
 	}
+	if len(refclocks) > 0 {
+		fmt.Fprintln(w)
+		fmt.Fprintln(w, "Reference clocks:")
+		rows := [][]string{{"  NAME", "KIND", "DEVICE", "INPUT"}}
+		for _, r := range refclocks {
+			rows = append(rows, []string{"  " + r.Name, r.Kind, r.Device, refclockQuality(r)})
+		}
+		writeTable(w, rows, func(row, col int) string {
+			if col == 3 && row > 0 && !refclocks[row-1].Connected {
+				return ansiRed
+			}
+			return ""
+		}, colour)
+	}
+}
+
+// writeTable prints rows as columns two spaces apart, each cell painted in
+// the colour cellColour gives it ("" for none).
+func writeTable(w io.Writer, rows [][]string, cellColour func(row, col int) string, colour bool) {
+	var width []int
+	for _, r := range rows {
+		for i, c := range r {
+			if i == len(width) {
+				width = append(width, 0)
+			}
+			width[i] = max(width[i], len([]rune(c)))
+		}
+	}
+	for ri, r := range rows {
+		var b strings.Builder
+		for i, c := range r {
+			cell := c
+			if i < len(r)-1 {
+				cell += strings.Repeat(" ", width[i]-len([]rune(c))+2)
+			}
+			if code := cellColour(ri, i); code != "" {
+				cell = paint(cell, code, colour)
+			}
+			b.WriteString(cell)
+		}
+		fmt.Fprintln(w, strings.TrimRight(b.String(), " "))
+	}
+}
+
+// refclockQuality says in words how a reference clock's input is: open or
+// not and why, the GNSS fix, the samples and the inputs dropped.
+func refclockQuality(r control.RefclockInfo) string {
+	var parts []string
+	if r.Connected {
+		parts = append(parts, "connected")
+	} else {
+		parts = append(parts, "not connected")
+	}
+	if r.Reason != "" {
+		parts[0] += ": " + r.Reason
+	}
+	switch {
+	case r.Mode >= 2:
+		fix := fmt.Sprintf("%dD fix", r.Mode)
+		if r.Satellites > 0 {
+			fix += fmt.Sprintf(", %s", plural(r.Satellites, "satellite", "satellites"))
+		}
+		parts = append(parts, fix)
+	case r.Mode == 1:
+		parts = append(parts, "no fix")
+	}
+	smp := plural(int(r.Samples), "sample", "samples")
+	if r.Samples > 0 {
+		smp += " (last " + fmtAgo(r.LastSampleAgo) + " ago)"
+	}
+	parts = append(parts, smp)
+	if len(r.Dropped) > 0 {
+		var d []string
+		for _, k := range slices.Sorted(maps.Keys(r.Dropped)) {
+			if r.Dropped[k] > 0 {
+				d = append(d, fmt.Sprintf("%s %d", k, r.Dropped[k]))
+			}
+		}
+		if len(d) > 0 {
+			parts = append(parts, "dropped: "+strings.Join(d, ", "))
+		}
+	}
+	return strings.Join(parts, "; ")
 }

@@ -11,6 +11,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -66,8 +67,11 @@ type gpsdFeed struct {
 	start time.Time
 	mu    sync.Mutex
 	sent  map[int64]time.Time // Unix second of the epoch -> when it was fed
-	stop  context.CancelFunc
-	done  chan struct{}
+	// skew is how late (ns; negative: early) each epoch is fed after the
+	// second it names: 0 makes gpsd right, anything else wrong by -skew.
+	skew atomic.Int64
+	stop context.CancelFunc
+	done chan struct{}
 }
 
 // startGpsdFeed writes n epochs of NMEA starting a few seconds from now,
@@ -89,7 +93,7 @@ func startGpsdFeed(t *testing.T, port, n int) (*peers.SteppedGpsfake, *gpsdFeed)
 	go func() {
 		defer close(f.done)
 		for i := range n {
-			at := start.Add(time.Duration(i) * time.Second)
+			at := start.Add(time.Duration(i)*time.Second + time.Duration(f.skew.Load()))
 			select {
 			case <-ctx.Done():
 				return
@@ -100,7 +104,7 @@ func startGpsdFeed(t *testing.T, port, n int) (*peers.SteppedGpsfake, *gpsdFeed)
 				return
 			}
 			f.mu.Lock()
-			f.sent[at.Unix()] = now
+			f.sent[start.Unix()+int64(i)] = now
 			f.mu.Unlock()
 		}
 	}()

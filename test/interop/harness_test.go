@@ -181,6 +181,19 @@ type statusReply struct {
 		OffsetFromSystem float64 `json:"offset_from_system_s"`
 		Frequency        float64 `json:"frequency_ppm"`
 	} `json:"clock"`
+	Refclocks []refclockInfo `json:"refclocks"`
+}
+
+// refclockInfo is one reference clock in statusReply.
+type refclockInfo struct {
+	Name       string `json:"name"`
+	Kind       string `json:"kind"`
+	Device     string `json:"device"`
+	Connected  bool   `json:"connected"`
+	Reason     string `json:"reason"`
+	Samples    uint64 `json:"samples"`
+	Mode       int    `json:"fix_mode"`
+	Satellites int    `json:"satellites"`
 }
 
 // sourceStatus is one source in statusReply.
