@@ -8,10 +8,12 @@ import (
 	"math"
 	"net/netip"
 	"slices"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/timed-project/timed/gpsd"
 	"github.com/timed-project/timed/internal/peers"
 	"github.com/timed-project/timed/internal/testenv"
 )
@@ -36,7 +38,12 @@ var agreeing = []string{"selected", "combined", "candidate"}
 // within 50 µs (gpsd, about 1 ms late through gpsfake and a pty with a
 // 20 ms uncertainty, is a candidate that agrees but is not averaged in).
 //
-// In both, `timectl sources` shows the gpsd source's kind, device and fix.
+// "gpsd alone": gpsd is timed's only source: it is selected, its
+// offset agrees with the truth within its uncertainty, a chronyd client of
+// timed's NTP server sees stratum 1 with refid GPS, and when gpsd restarts
+// timed says it is retrying and then measures again.
+//
+// In each, `timectl sources` shows the gpsd source's kind, device and fix.
 func TestRefclockWithNTP(t *testing.T) {
 	testenv.RequireRoot(t)
 	binaries(t)
@@ -65,6 +72,61 @@ func TestRefclockWithNTP(t *testing.T) {
 		}
 		// The clock did not follow it.
 		holdWithin(t, tp, 5*time.Second, 50e-6)
+	})
+	t.Run("gpsd alone", func(t *testing.T) {
+		t.Parallel()
+		gpsPort := peers.FreeTCPPort(t)
+		g, feed := startGpsdFeed(t, gpsPort, 60)
+		port := peers.FreeUDPPort(t, netip.MustParseAddr("127.0.0.1"))
+		cfg := simulatedStart
+		cfg.NoSources = true
+		cfg.Extra = fmt.Sprintf("refclocks:\n  - {name: gps, kind: gpsd, address: \"127.0.0.1:%d\"}\n", gpsPort) +
+			serverSection(fmt.Sprintf("127.0.0.1:%d", port), "rate_limit: {interval: 0}")
+		tp := startTimed(t, cfg, "")
+		// gpsd's time agrees with the truth within its 20 ms uncertainty
+		// (measured: about 1 ms late through gpsfake and the pty).
+		st := waitSources(t, tp, "gpsd selected", 40*time.Second, func(st statusReply) bool {
+			return st.Engine.Synchronized && math.Abs(st.Clock.OffsetFromSystem) < 5e-3 && sourceIn(st, "gps", "selected")
+		})
+		if g := findSource(st, "gps"); math.Abs(g.Offset+st.Clock.OffsetFromSystem) > float64(gpsd.DefaultTOFFUncertainty)/1e9 {
+			t.Errorf("gpsd source %+.3f ms from the truth, want within its uncertainty", (g.Offset+st.Clock.OffsetFromSystem)*1e3)
+		}
+		checkGpsdShown(t, tp, st, gpsPort)
+
+		// A stratum-1 server: chronyd sees timed at stratum 1 with refid
+		// GPS and a root dispersion of about the gpsd source's uncertainty.
+		client := peers.StartChronyClient(t, fmt.Sprintf("server 127.0.0.1 port %d iburst minpoll -2 maxpoll -2", port))
+		var ntpdata string
+		for deadline := time.Now().Add(20 * time.Second); ; time.Sleep(500 * time.Millisecond) {
+			ntpdata, _ = client.Chronyc(t, "ntpdata")
+			if chronycFields(ntpdata)["Stratum"] == "1" || time.Now().After(deadline) {
+				break
+			}
+		}
+		fields := chronycFields(ntpdata)
+		disp, _ := strconv.ParseFloat(strings.Fields(fields["Root dispersion"] + " x")[0], 64)
+		t.Logf("chronyc ntpdata: stratum %s, reference ID %s, root delay %s, root dispersion %s", fields["Stratum"], fields["Reference ID"], fields["Root delay"], fields["Root dispersion"])
+		if fields["Stratum"] != "1" || !strings.HasPrefix(fields["Reference ID"], "47505300") || disp < 1e-3 || disp > 0.1 {
+			t.Errorf("chronyc ntpdata: want stratum 1, reference ID 47505300 (GPS), root dispersion between 1 and 100 ms:\n%s", ntpdata)
+		}
+
+		// gpsd restarts on the same port: timed's source says so and
+		// measures again.
+		feed.stop()
+		<-feed.done
+		g.Stop()
+		waitSources(t, tp, "gpsd reported gone", 15*time.Second, func(st statusReply) bool {
+			i := slices.IndexFunc(st.Refclocks, func(r refclockInfo) bool { return r.Name == "gps" })
+			return i >= 0 && !st.Refclocks[i].Connected && strings.Contains(st.Refclocks[i].Reason, "retrying in")
+		})
+		before := findSource(st, "gps").Samples
+		startGpsdFeed(t, gpsPort, 60)
+		restarted := time.Now()
+		waitSources(t, tp, "gpsd measured again", 60*time.Second, func(st statusReply) bool {
+			i := slices.IndexFunc(st.Refclocks, func(r refclockInfo) bool { return r.Name == "gps" })
+			return i >= 0 && st.Refclocks[i].Connected && findSource(st, "gps").Samples >= before+3 && sourceIn(st, "gps", "selected")
+		})
+		t.Logf("gpsd restarted: timed's source measured again and is selected %v later", time.Since(restarted).Round(100*time.Millisecond))
 	})
 	t.Run("ntp wrong", func(t *testing.T) {
 		t.Parallel()
