@@ -41,7 +41,8 @@ type SHMConfig struct {
 	// Offset is added to the reference time of every sample.
 	Offset time.Duration
 	// Delay is the assumed uncertainty of the samples' timing; it becomes
-	// each measurement's root dispersion. Zero means the precision.
+	// each measurement's root dispersion. Zero means
+	// DefaultSHMUncertainty.
 	Delay time.Duration
 	// Precision overrides the precision the writer states in the segment;
 	// zero means use the segment's.
@@ -182,6 +183,14 @@ func shmPrecision(log2 int) time.Duration {
 	return time.Duration(math.Ldexp(float64(time.Second), log2))
 }
 
+// DefaultSHMUncertainty is the uncertainty of an SHM sample when
+// SHMConfig.Delay is zero. A segment's stated precision says nothing about
+// the sample's accuracy: gpsd states 2^-20 s for its serial time, which
+// is late by milliseconds to hundreds of them, and a source whose
+// uncertainty is a thousand times too small can outvote good ones. A PPS
+// unit is configured with a small delay (1 µs).
+const DefaultSHMUncertainty = 20 * time.Millisecond
+
 // NewSHM checks cfg and returns an SHM reader; Run attaches the segment.
 func NewSHM(cfg SHMConfig, tb sources.Timebase, log *zap.Logger) (*SHM, error) {
 	if cfg.Unit < 0 || cfg.Unit > 7 {
@@ -207,6 +216,9 @@ func NewSHM(cfg SHMConfig, tb sources.Timebase, log *zap.Logger) (*SHM, error) {
 	}
 	if cfg.FaultAfter == 0 {
 		cfg.FaultAfter = 5
+	}
+	if cfg.Delay == 0 {
+		cfg.Delay = DefaultSHMUncertainty
 	}
 	if cfg.Perm == 0 {
 		cfg.Perm = 0o666

@@ -213,7 +213,7 @@ func TestSHMReaderPoll(t *testing.T) {
 			n++
 			wantLocal := time.Unix(1_800_000_000, 999_500_000).Add(sockTestShift)
 			if !m.Local.Equal(wantLocal) || m.Offset != 500_500*time.Nanosecond-sockTestShift || m.Precision != 953*time.Nanosecond ||
-				m.RootDispersion != m.Precision || m.RefID != 0x53484d00 || m.Stratum != 0 || m.Delay != 0 {
+				m.RootDispersion != DefaultSHMUncertainty || m.RefID != 0x53484d00 || m.Stratum != 0 || m.Delay != 0 {
 				t.Errorf("%s: measurement %+v", tt.name, m)
 			}
 		}
