@@ -340,8 +340,10 @@ func (c *Client) Run(ctx context.Context, r sources.Reporter) error {
 				if ctx.Err() != nil {
 					return nil
 				}
-				s.setFault(fmt.Sprintf("cannot resolve %s: %v", s.host(), err))
+				// Unreachable before the fault is reported: whoever sees
+				// the fault sees the source unreachable.
 				c.unreachable.Store(true)
+				s.setFault(fmt.Sprintf("cannot resolve %s: %v", s.host(), err))
 				r.Polled() // an attempt that got nothing: reach shifts
 				s.missed++
 				if !wait.For(ctx, s.interval()) {
