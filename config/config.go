@@ -34,6 +34,9 @@ type Config struct {
 	NTP       NTPConfig
 	Server    ServerConfig
 	PTP       PTPConfig
+	// CSPTP is client-server PTP: servers to poll and addresses to answer
+	// on.
+	CSPTP CSPTPConfig
 	// Refclocks are the reference clocks (GNSS receivers) read through
 	// gpsd, SOCK, SHM or PPS devices.
 	Refclocks []Refclock

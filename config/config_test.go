@@ -66,7 +66,8 @@ func TestDefaultYAMLDocumentsEveryKey(t *testing.T) {
 		"prefix_interval", "prefix_burst", "local", "stratum", "nts", "ca", "certificate_dates",
 		"certificate", "key", "key_file", "key_rotation", "keys_kept", "max_connections", "timeout",
 		"ptp", "domain", "priority1", "priority2", "ports", "interface", "transport", "delay_mechanism", "role", "timestamping",
-		"announce_interval", "sync_interval", "delay_req_interval", "announce_receipt_timeout", "delay_asymmetry", "unicast_masters", "unicast_listen"}
+		"announce_interval", "sync_interval", "delay_req_interval", "announce_receipt_timeout", "delay_asymmetry", "unicast_masters", "unicast_listen",
+		"csptp", "protocol", "pad", "refuse_amplification"}
 	doc, err := os.ReadFile("../docs/CONFIG.md")
 	if err != nil {
 		t.Fatal(err)
@@ -192,6 +193,13 @@ func TestValues(t *testing.T) {
 		}},
 		// The same host on another port is another server.
 		{"ntp: {servers: [{address: a.example}, {address: a.example, port: 124}]}", func(c *Config) bool { return len(c.NTP.Servers) == 2 }},
+		{"csptp: {servers: [{address: \"2001:db8::1\", protocol: csptp, pad: true, bounded_by: authenticated}], listen: [\"0.0.0.0:319\"]}", func(c *Config) bool {
+			s := c.CSPTP.Servers[0]
+			return s.String() == "[2001:db8::1]:319" && s.Protocol == "csptp" && s.Pad && s.BoundedByAuthenticated && s.MinPoll == 0 && s.MaxPoll == 4 &&
+				len(c.CSPTP.Listen) == 1 && c.CSPTP.Listen[0].Port() == 319
+		}},
+		// One server may be asked in both protocols.
+		{"csptp: {servers: [{address: 192.0.2.1}, {address: 192.0.2.1, protocol: csptp}]}", func(c *Config) bool { return len(c.CSPTP.Servers) == 2 }},
 		// Aliases are followed.
 		{"log: &l {level: warn}\n", func(c *Config) bool { return c.Log.Level == "warn" }},
 		{"ntp:\n  servers:\n    - {address: a.example, iburst: &t true}\n    - {address: b.example, iburst: *t}\n", func(c *Config) bool {
@@ -384,6 +392,12 @@ var errorCases = []struct {
 	{"nts bad server", "ntp:\n  servers:\n    - address: a.example\n      nts: {server: \"b.example:4460\"}\n", 4, 21, "ntp.servers[0].nts.server", "includes a port", 0},
 	{"nts port", "ntp:\n  pools:\n    - address: a.example\n      nts: {port: 0}\n", 4, 19, "ntp.pools[0].nts.port", "from 1 to 65535", 0},
 	{"nts relative ca", "ntp:\n  servers:\n    - address: a.example\n      nts:\n        ca: ca.pem\n", 5, 13, "ntp.servers[0].nts.ca", "is a relative path", 0},
+	{"csptp host name", "csptp:\n  servers:\n    - {address: ptp.example}\n", 3, 17, "csptp.servers[0].address", "not an IP address", 0},
+	{"csptp no address", "csptp:\n  servers:\n    - {port: 319}\n", 3, 7, "csptp.servers[0]", "needs its address", 0},
+	{"csptp protocol", "csptp:\n  servers:\n    - {address: 192.0.2.1, protocol: ptp}\n", 3, 38, "csptp.servers[0].protocol", "use one of sptp, csptp", 0},
+	{"csptp poll order", "csptp:\n  servers:\n    - {address: 192.0.2.1, minpoll: 5, maxpoll: 2}\n", 3, 37, "csptp.servers[0].minpoll", "greater than maxpoll", 0},
+	{"csptp duplicate", "csptp:\n  servers:\n    - {address: 192.0.2.1}\n    - {address: 192.0.2.1, port: 319, protocol: sptp}\n", 4, 7, "csptp.servers[1]", "already listed at line 3", 0},
+	{"csptp listen", "csptp:\n  listen: [\"ptp.example:319\"]\n", 2, 12, "csptp.listen[0]", "", 0},
 }
 
 func TestErrors(t *testing.T) {

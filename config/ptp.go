@@ -139,17 +139,10 @@ func (d *decoder) ptpPort(n *yaml.Node, path string) (PTPPort, *yaml.Node) {
 		}},
 		{"unicast_masters", func(d *decoder, n *yaml.Node, p string) {
 			d.list(n, p, "- 192.0.2.1", func(n *yaml.Node, p string) {
-				const hint = "use the IP address of a PTP master such as 192.0.2.1"
-				var v string
-				if !d.str(n, p, hint, &v) {
-					return
+				var a netip.Addr
+				if d.ipAddr(n, p, "use the IP address of a PTP master such as 192.0.2.1", &a) {
+					s.UnicastMasters = append(s.UnicastMasters, a)
 				}
-				a, err := netip.ParseAddr(v)
-				if err != nil || a.Zone() != "" {
-					d.errorf(resolve(n), p, "%s is not an IP address; %s", quote(v), hint)
-					return
-				}
-				s.UnicastMasters = append(s.UnicastMasters, a.Unmap())
 			})
 		}},
 		boolField("unicast_listen", &s.UnicastListen),

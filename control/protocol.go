@@ -175,6 +175,18 @@ type ServerStatsReply struct {
 	RefID   uint32       `json:"refid"`
 	// NTS is set when the server offers NTS.
 	NTS *NTSServerStats `json:"nts,omitempty"`
+	// CSPTP is set when the CSPTP/SPTP responder runs (csptp.listen).
+	CSPTP *CSPTPServerStats `json:"csptp,omitempty"`
+}
+
+// CSPTPServerStats are the counters of the CSPTP/SPTP responder.
+type CSPTPServerStats struct {
+	// Listen lists the addresses it answers on.
+	Listen []string `json:"listen"`
+	// Answered counts answers by protocol ("sptp", "csptp"); Dropped the
+	// requests not answered, by reason.
+	Answered map[string]uint64 `json:"answered"`
+	Dropped  map[string]uint64 `json:"dropped,omitempty"`
 }
 
 // NTSServerStats are the NTS counters of the server: NTS-KE and the NTS

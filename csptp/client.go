@@ -219,15 +219,15 @@ func (c *Client) Run(ctx context.Context, r sources.Reporter) error {
 
 // exchange is what one exchange has collected so far.
 type exchange struct {
-	t1, t4         time.Time          // local send and receive (Timebase)
-	t2, t3         protocol.Timestamp // server receive and send (PTP timescale)
-	c1, c2         time.Duration      // corrections of answer and request
-	server         protocol.PortIdentity
-	haveSync       bool
-	haveAnnounce   bool
-	announce       protocol.AnnounceBody
-	announceFlags  uint16
-	kernel         bool
+	t1, t4        time.Time          // local send and receive (Timebase)
+	t2, t3        protocol.Timestamp // server receive and send (PTP timescale)
+	c1, c2        time.Duration      // corrections of answer and request
+	server        protocol.PortIdentity
+	haveSync      bool
+	haveAnnounce  bool
+	announce      protocol.AnnounceBody
+	announceFlags uint16
+	kernel        bool
 }
 
 // exchange sends one request and waits up to timeout for its answer; it
@@ -286,7 +286,10 @@ func isTimeout(err error) bool {
 // take adds the datagram b to the exchange ex and returns the measurement
 // once the answer is complete.
 func (c *Client) take(ex *exchange, b []byte, from netip.AddrPort, rx time.Time, st netstamp.Stamping, seq uint16) *sources.Measurement {
-	if from.Addr().Unmap() != c.cfg.Server.Addr() || (from.Port() != c.cfg.Server.Port() && from.Port() != generalPort) {
+	// The address, not the port: ptp4u sends from one socket per worker,
+	// each on an ephemeral port. The sequence id and, for the second
+	// message, the server's port identity tie the answer to the request.
+	if from.Addr().Unmap() != c.cfg.Server.Addr() {
 		c.drop(DropWrongSource, from, nil)
 		return nil
 	}

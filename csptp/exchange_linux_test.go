@@ -4,6 +4,7 @@ import (
 	"context"
 	"net"
 	"net/netip"
+	"slices"
 	"sync"
 	"testing"
 	"time"
@@ -16,7 +17,7 @@ import (
 // shiftedClock is a Timebase offset from the system clock by a fixed amount.
 type shiftedClock time.Duration
 
-func (c shiftedClock) Now() time.Time                  { return time.Now().Add(time.Duration(c)) }
+func (c shiftedClock) Now() time.Time                   { return time.Now().Add(time.Duration(c)) }
 func (c shiftedClock) FromSystem(t time.Time) time.Time { return t.Add(time.Duration(c)) }
 
 // recorder is a sources.Reporter that keeps what it is told.
@@ -40,7 +41,7 @@ func (r *recorder) Measured(m sources.Measurement) {
 	default:
 	}
 }
-func (r *recorder) Fault(reason string)          { r.mu.Lock(); r.fault = reason; r.mu.Unlock() }
+func (r *recorder) Fault(reason string)         { r.mu.Lock(); r.fault = reason; r.mu.Unlock() }
 func (r *recorder) PollInterval() time.Duration { return 20 * time.Millisecond }
 
 // waitMeasurements waits until r has n measurements or the time is up.
@@ -127,15 +128,24 @@ func TestExchange(t *testing.T) {
 			s := startServer(t, tt.shift, tt.refuse)
 			c, r := runClient(t, ClientConfig{Server: s.Addr(), Protocol: tt.protocol, Pad: tt.pad, Timeout: 200 * time.Millisecond})
 			ms := r.waitMeasurements(t, 5)
+			// The median lies within 100 µs, every offset within 1 ms:
+			// a one-step CSPTP answer carries the server's user-space
+			// reading of its send time, which the scheduler can delay, and
+			// on a loaded machine an SPTP transmit timestamp may come too
+			// late and be read in user space too.
+			var errs []time.Duration
+			kernel := 0
 			for _, m := range ms {
-				if d := m.Offset - tt.shift; d > 100*time.Microsecond || d < -100*time.Microsecond {
-					t.Errorf("offset %s, want %s ± 100 µs", m.Offset, tt.shift)
+				d := (m.Offset - tt.shift).Abs()
+				errs = append(errs, d)
+				if d > time.Millisecond {
+					t.Errorf("offset %s, want %s ± 1 ms", m.Offset, tt.shift)
 				}
 				if m.Delay < 0 || m.Delay > 5*time.Millisecond {
 					t.Errorf("delay %s", m.Delay)
 				}
-				if m.Stamping != sources.StampKernel {
-					t.Errorf("stamping %s, want kernel", m.Stamping)
+				if m.Stamping == sources.StampKernel {
+					kernel++
 				}
 				if since := time.Since(m.Local); since < 0 || since > 10*time.Second {
 					t.Errorf("local time %s is %s ago", m.Local, since)
@@ -144,12 +154,28 @@ func TestExchange(t *testing.T) {
 					t.Errorf("stratum %d, root dispersion %s, leap %s; want 2, 10µs, none", m.Stratum, m.RootDispersion, m.Leap)
 				}
 			}
-			t.Logf("first offset error %s, delay %s", ms[0].Offset-tt.shift, ms[0].Delay)
+			// A transmit timestamp that comes too late is read in user
+			// space; most must come from the kernel.
+			if kernel < len(ms)/2+1 {
+				t.Errorf("%d of %d measurements with kernel timestamps, want most", kernel, len(ms))
+			}
+			slices.Sort(errs)
+			if med := errs[len(errs)/2]; med > 100*time.Microsecond {
+				t.Errorf("median offset error %s, want ≤ 100 µs", med)
+			}
+			t.Logf("%d offsets: median error %s, largest %s; first delay %s", len(errs), errs[len(errs)/2], errs[len(errs)-1], ms[0].Delay)
 			st := c.Status()
 			if st.State != "ok" || st.Measurements < 5 || st.LastOffset == 0 {
 				t.Errorf("status %+v", st)
 			}
-			if got := s.Counters().Answered[tt.protocol]; got < 5 {
+			// The server counts an answer after sending it: the client may
+			// have measured before the count went up.
+			got := s.Counters().Answered[tt.protocol]
+			for deadline := time.Now().Add(time.Second); got < 5 && time.Now().Before(deadline); {
+				time.Sleep(time.Millisecond)
+				got = s.Counters().Answered[tt.protocol]
+			}
+			if got < 5 {
 				t.Errorf("server answered %d %s requests, want ≥ 5", got, tt.protocol)
 			}
 		})
@@ -204,7 +230,9 @@ func TestClientRejectsSpoofed(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer server.Close()
-	spoofer, err := net.ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
+	// Another address: answers are matched on the server's address, not
+	// its port (ptp4u answers from one ephemeral port per worker).
+	spoofer, err := net.ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 2)})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -226,8 +254,9 @@ func TestClientRejectsSpoofed(t *testing.T) {
 	answer := func(seq uint16, offset time.Duration) []byte {
 		q := req
 		q.SequenceID = seq
-		ts := protocol.NewTimestamp(rx.Add(offset))
-		b, err := appendCSPTPResponse(nil, &q, serverPort, ts, ts, defaultQuality())
+		t2 := protocol.NewTimestamp(rx.Add(offset))
+		t3 := protocol.NewTimestamp(time.Now().Add(shift + 37*time.Second + offset))
+		b, err := appendCSPTPResponse(nil, &q, serverPort, t2, t3, defaultQuality())
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -152,6 +152,9 @@ func (s *Server) Counters() ServerCounters {
 	return c
 }
 
+// Close closes the socket of a server that will not Serve.
+func (s *Server) Close() error { return s.conn.Close() }
+
 // Serve answers requests until ctx is done, then closes the socket and
 // returns nil; it returns an error if the socket fails.
 func (s *Server) Serve(ctx context.Context) error {

@@ -332,9 +332,9 @@ func ParseResponse(b []byte) (Response, error) {
 	if t == protocol.MessageAnnounce {
 		a := b[headerLen:]
 		r.Announce = protocol.AnnounceBody{
-			OriginTimestamp:  origin,
-			CurrentUTCOffset: int16(binary.BigEndian.Uint16(a[10:])), //#nosec G115 -- a signed wire field
-			Reserved:         a[12],
+			OriginTimestamp:      origin,
+			CurrentUTCOffset:     int16(binary.BigEndian.Uint16(a[10:])), //#nosec G115 -- a signed wire field
+			Reserved:             a[12],
 			GrandmasterPriority1: a[13],
 			GrandmasterClockQuality: protocol.ClockQuality{
 				ClockClass:              protocol.ClockClass(a[14]),

@@ -21,6 +21,7 @@ import (
 
 	"go.uber.org/zap"
 
+	"github.com/facebook/time/ptp/protocol"
 	"github.com/timed-project/timed/clock"
 	"github.com/timed-project/timed/config"
 	"github.com/timed-project/timed/control"
@@ -96,6 +97,11 @@ type Daemon struct {
 	ptpPorts   []*task
 	refclocks  []*task
 	ptpSources map[string]*ptp.Source // by interface, the latest of each port
+	// csptpClients are the CSPTP servers' tasks, csptp the responder (nil
+	// when none), csptpIdentity the clock identity of both.
+	csptpClients  []*task
+	csptp         *csptpService
+	csptpIdentity protocol.ClockIdentity
 	// refclockReaders are the reference clocks' readers by name, the
 	// latest of each.
 	refclockReaders map[string]refclockReader
@@ -150,6 +156,7 @@ func newDaemon(cfg *config.Config, cfgPath string, log *zap.Logger, f factories)
 		running:         map[string]*reporter{},
 		servers:         map[config.NTPServer]*task{},
 		ptpSources:      map[string]*ptp.Source{},
+		csptpIdentity:   newClockIdentity(),
 		refclockReaders: map[string]refclockReader{},
 		pools:           map[config.NTPPool]*task{},
 		ready:           make(chan struct{}),
@@ -296,6 +303,13 @@ func (d *Daemon) Run(ctx context.Context) error {
 	d.ntp = ntpSrv
 	d.feedNTPServerLocked(d.eng.Status(d.clk.Now()))
 	d.mu.Unlock()
+	csptpSrv, err := d.startCSPTPServer(cfg.CSPTP)
+	if err != nil {
+		return err
+	}
+	d.mu.Lock()
+	d.csptp = csptpSrv
+	d.mu.Unlock()
 	// Least privilege: binding the server's ports was the only use of
 	// CAP_NET_BIND_SERVICE, unless a PTP port on UDP may have to bind ports
 	// 319 and 320 again (after its interface went away and came back).
@@ -328,6 +342,9 @@ func (d *Daemon) Run(ctx context.Context) error {
 	}
 	d.socketPath = sockPath
 	bg.Go(func() { d.hw.run(ctx) })
+	if csptpSrv != nil {
+		bg.Go(func() { csptpSrv.serve(ctx, d.log) })
+	}
 	srv := control.NewServer(d, d.log.Named("control"), changeGID(d.log))
 	bg.Go(func() {
 		if err := srv.Serve(ctx, ln); err != nil && ctx.Err() == nil {
@@ -339,6 +356,7 @@ func (d *Daemon) Run(ctx context.Context) error {
 	d.ctx = ctx
 	d.startSourcesLocked(cfg.NTP)
 	d.startPTPLocked(cfg.PTP)
+	d.startCSPTPLocked(cfg.CSPTP)
 	d.startRefclocksLocked(cfg.Refclocks)
 	d.mu.Unlock()
 	d.log.Info("timed running", zap.String("clock", d.clk.Name()), zap.String("control_socket", sockPath),

@@ -245,7 +245,9 @@ func (d *Daemon) ServerStats() control.ServerStatsReply {
 	}
 	d.mu.Unlock()
 	if n == nil {
-		return control.ServerStatsReply{}
+		var out control.ServerStatsReply
+		d.csptpServerStats(&out)
+		return out
 	}
 	st := n.srv.Stats()
 	w := n.srv.Served()
@@ -263,6 +265,7 @@ func (d *Daemon) ServerStats() control.ServerStatsReply {
 	for _, a := range n.srv.Addrs() {
 		out.Listen = append(out.Listen, a.String())
 	}
+	d.csptpServerStats(&out)
 	return out
 }
 

@@ -163,8 +163,9 @@ func (d *Daemon) stopAllSources() {
 		delete(d.pools, k)
 	}
 	ts = append(ts, d.ptpPorts...)
+	ts = append(ts, d.csptpClients...)
 	ts = append(ts, d.refclocks...)
-	d.ptpPorts, d.refclocks = nil, nil
+	d.ptpPorts, d.csptpClients, d.refclocks = nil, nil, nil
 	d.mu.Unlock()
 	for _, t := range ts {
 		t.cancel()

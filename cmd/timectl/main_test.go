@@ -390,3 +390,34 @@ func TestRenderRefclocks(t *testing.T) {
 		t.Errorf("a reference clock section without reference clocks:\n%s", b.String())
 	}
 }
+
+func TestRenderCSPTPServerStats(t *testing.T) {
+	c := &control.CSPTPServerStats{Listen: []string{"0.0.0.0:319"}, Answered: map[string]uint64{"sptp": 12, "csptp": 3},
+		Dropped: map[string]uint64{"malformed": 2, "send failed": 0}}
+	for _, tc := range []struct {
+		name string
+		r    control.ServerStatsReply
+		want []string
+		not  []string
+	}{
+		{"alone", control.ServerStatsReply{CSPTP: c},
+			[]string{"CSPTP server on:     0.0.0.0:319\n", "CSPTP answered:      3 csptp, 12 sptp\n", "CSPTP not answered:  2\n", "  malformed:         2\n"},
+			[]string{noServer, "send failed"}},
+		{"with NTP", control.ServerStatsReply{Enabled: true, Listen: []string{"0.0.0.0:123"}, Workers: 1, CSPTP: c},
+			[]string{"Listening on:", "\n\nCSPTP server on:     0.0.0.0:319\n"}, nil},
+		{"none", control.ServerStatsReply{}, []string{noServer}, []string{"CSPTP"}},
+	} {
+		var b bytes.Buffer
+		renderServerStats(&b, tc.r)
+		for _, w := range tc.want {
+			if !strings.Contains(b.String(), w) {
+				t.Errorf("%s: lacks %q:\n%s", tc.name, w, b.String())
+			}
+		}
+		for _, w := range tc.not {
+			if strings.Contains(b.String(), w) {
+				t.Errorf("%s: has %q:\n%s", tc.name, w, b.String())
+			}
+		}
+	}
+}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"maps"
 	"slices"
 	"strings"
 	"time"
@@ -56,11 +57,21 @@ client uses interleaved mode.` + "\n" + jsonNote + "\n" + exitCodes,
 const noServer = "timed serves no time: no NTP server is configured (server.listen in timed.yaml)."
 
 func renderServerStats(w io.Writer, r control.ServerStatsReply) {
+	row := func(k, v string) { fmt.Fprintf(w, "%-21s%s\n", k+":", v) }
+	defer func() {
+		if c := r.CSPTP; c != nil {
+			if r.Enabled {
+				fmt.Fprintln(w)
+			}
+			renderCSPTPStats(row, w, c)
+		}
+	}()
 	if !r.Enabled {
-		fmt.Fprintln(w, noServer)
+		if r.CSPTP == nil {
+			fmt.Fprintln(w, noServer)
+		}
 		return
 	}
-	row := func(k, v string) { fmt.Fprintf(w, "%-21s%s\n", k+":", v) }
 	up := time.Duration(r.Uptime * float64(time.Second)).Round(time.Second)
 	row("Listening on", fmt.Sprintf("%s (%s each)", strings.Join(r.Listen, ", "), plural(r.Workers/max(len(r.Listen), 1), "socket", "sockets")))
 	row("Running for", up.String())
@@ -97,6 +108,29 @@ func renderServerStats(w io.Writer, r control.ServerStatsReply) {
 			strings.Join(n.Listen, ", "), n.Accepted, n.Refused, n.Active, n.Handshakes, n.Exchanges))
 		row("NTS-KE failures", fmt.Sprintf("%d TLS, %d timed out, %d bad requests, %d unsupported, %d internal, %d writes",
 			n.TLSErrors, n.Timeouts, n.BadRequests, n.Unsupported, n.InternalErrors, n.WriteErrors))
+	}
+}
+
+// renderCSPTPStats prints the CSPTP/SPTP responder's counters.
+func renderCSPTPStats(row func(k, v string), w io.Writer, c *control.CSPTPServerStats) {
+	row("CSPTP server on", strings.Join(c.Listen, ", "))
+	var answered []string
+	for _, p := range slices.Sorted(maps.Keys(c.Answered)) {
+		answered = append(answered, fmt.Sprintf("%d %s", c.Answered[p], p))
+	}
+	if len(answered) == 0 {
+		answered = []string{"none yet"}
+	}
+	row("CSPTP answered", strings.Join(answered, ", "))
+	var dropped uint64
+	for _, n := range c.Dropped {
+		dropped += n
+	}
+	row("CSPTP not answered", fmt.Sprintf("%d", dropped))
+	for _, k := range slices.Sorted(maps.Keys(c.Dropped)) {
+		if c.Dropped[k] > 0 {
+			fmt.Fprintf(w, "  %-19s%d\n", k+":", c.Dropped[k])
+		}
 	}
 }
 

@@ -43,11 +43,7 @@ func binaries(t *testing.T) (timed, timectl string) {
 		if buildErr != nil {
 			return
 		}
-		goCmd := "go"
-		if _, err := exec.LookPath(goCmd); err != nil {
-			goCmd = filepath.Join(runtime.GOROOT(), "bin", "go")
-		}
-		cmd := exec.Command(goCmd, "build", "-o", binDir+string(os.PathSeparator), "./cmd/timed", "./cmd/timectl")
+		cmd := exec.Command(goCommand(), "build", "-o", binDir+string(os.PathSeparator), "./cmd/timed", "./cmd/timectl")
 		cmd.Dir = peers.RepoRoot(t)
 		cmd.Env = append(os.Environ(), "CGO_ENABLED=0") // as make build does
 		out, err := cmd.CombinedOutput()
@@ -59,6 +55,14 @@ func binaries(t *testing.T) (timed, timectl string) {
 		t.Fatal(buildErr)
 	}
 	return filepath.Join(binDir, "timed"), filepath.Join(binDir, "timectl")
+}
+
+// goCommand is the go command: on the PATH, or the one that built the test.
+func goCommand() string {
+	if p, err := exec.LookPath("go"); err == nil {
+		return p
+	}
+	return filepath.Join(runtime.GOROOT(), "bin", "go")
 }
 
 // timedConfig is the part of timed.yaml the tests vary.

@@ -27,6 +27,33 @@ func TestRefclockTimed(t *testing.T) {
 	cfg.Extra = "refclocks:\n  - {kind: sock, path: " + path + ", delay: 1us}\n"
 	tp := startTimed(t, cfg, "")
 
+	feedSock(t, path)
+
+	smp := tp.sample(time.Second)
+	time.Sleep(syncWithin + rmsWindow)
+	r := checkSync(t, "sock refclock", smp.Stop())
+	if r.FirstSync < 0 || r.FirstSync > syncWithin {
+		t.Errorf("not within 1 ms of the reference within %v (first at %v)", syncWithin, fmtAt(r.FirstSync))
+	}
+	if r.RMS > rmsLimit {
+		t.Errorf("RMS offset %.1f µs over %v, want < %.0f µs", r.RMS*1e6, rmsWindow, rmsLimit*1e6)
+	}
+	st, err := tp.status(t.Context())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(st.Engine.Sources) != 1 {
+		t.Fatalf("sources %+v, want the one refclock", st.Engine.Sources)
+	}
+	if s := st.Engine.Sources[0]; s.Kind != "sock" || s.Address != path || s.State != "selected" {
+		t.Errorf("source %+v, want the sock refclock on %s, selected", s, path)
+	}
+}
+
+// feedSock sends a chrony SOCK sample to the socket at path once a second
+// until the test ends: the system time with offset 0, so that the system
+// clock is the reference. It keeps trying until timed has made the socket.
+func feedSock(t *testing.T, path string) {
 	stop := make(chan struct{})
 	done := make(chan struct{})
 	go func() {
@@ -53,25 +80,5 @@ func TestRefclockTimed(t *testing.T) {
 			_, _ = conn.Write(refclockSockSample(time.Now(), 0, false))
 		}
 	}()
-	defer func() { close(stop); <-done }()
-
-	smp := tp.sample(time.Second)
-	time.Sleep(syncWithin + rmsWindow)
-	r := checkSync(t, "sock refclock", smp.Stop())
-	if r.FirstSync < 0 || r.FirstSync > syncWithin {
-		t.Errorf("not within 1 ms of the reference within %v (first at %v)", syncWithin, fmtAt(r.FirstSync))
-	}
-	if r.RMS > rmsLimit {
-		t.Errorf("RMS offset %.1f µs over %v, want < %.0f µs", r.RMS*1e6, rmsWindow, rmsLimit*1e6)
-	}
-	st, err := tp.status(t.Context())
-	if err != nil {
-		t.Fatal(err)
-	}
-	if len(st.Engine.Sources) != 1 {
-		t.Fatalf("sources %+v, want the one refclock", st.Engine.Sources)
-	}
-	if s := st.Engine.Sources[0]; s.Kind != "sock" || s.Address != path || s.State != "selected" {
-		t.Errorf("source %+v, want the sock refclock on %s, selected", s, path)
-	}
+	t.Cleanup(func() { close(stop); <-done })
 }
