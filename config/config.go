@@ -34,6 +34,8 @@ type Config struct {
 	NTP       NTPConfig
 	Server    ServerConfig
 	PTP       PTPConfig
+	// GPTP is 802.1AS (gPTP and the automotive profile).
+	GPTP GPTPConfig
 	// CSPTP is client-server PTP: servers to poll and addresses to answer
 	// on.
 	CSPTP CSPTPConfig
@@ -201,6 +203,7 @@ func Parse(filename string, data []byte) (*Config, error) {
 	if root != nil {
 		d.mapping(root, "", topLevel(&c))
 		d.refclockLocks(root, &c)
+		d.sharedInterfaces(root, &c)
 	}
 	if err := d.err(); err != nil {
 		return nil, err

@@ -67,7 +67,9 @@ func TestDefaultYAMLDocumentsEveryKey(t *testing.T) {
 		"certificate", "key", "key_file", "key_rotation", "keys_kept", "max_connections", "timeout",
 		"ptp", "domain", "priority1", "priority2", "ports", "interface", "transport", "delay_mechanism", "role", "timestamping",
 		"announce_interval", "sync_interval", "delay_req_interval", "announce_receipt_timeout", "delay_asymmetry", "unicast_masters", "unicast_listen",
-		"csptp", "protocol", "pad", "refuse_amplification"}
+		"csptp", "protocol", "pad", "refuse_amplification",
+		"gptp", "profile", "neighbor_prop_delay_thresh", "pdelay_interval", "oper_sync_interval", "oper_pdelay_interval",
+		"sync_receipt_timeout"}
 	doc, err := os.ReadFile("../docs/CONFIG.md")
 	if err != nil {
 		t.Fatal(err)
@@ -392,6 +394,11 @@ var errorCases = []struct {
 	{"nts bad server", "ntp:\n  servers:\n    - address: a.example\n      nts: {server: \"b.example:4460\"}\n", 4, 21, "ntp.servers[0].nts.server", "includes a port", 0},
 	{"nts port", "ntp:\n  pools:\n    - address: a.example\n      nts: {port: 0}\n", 4, 19, "ntp.pools[0].nts.port", "from 1 to 65535", 0},
 	{"nts relative ca", "ntp:\n  servers:\n    - address: a.example\n      nts:\n        ca: ca.pem\n", 5, 13, "ntp.servers[0].nts.ca", "is a relative path", 0},
+	{"gptp shares a ptp interface", "ptp:\n  ports:\n    - {interface: eth0}\ngptp:\n  ports:\n    - {interface: eth1}\n    - {interface: eth0}\n", 7, 7, "gptp.ports[1].interface", "cannot share an interface", 0},
+	{"gptp automotive auto", "gptp:\n  ports:\n    - {interface: eth0, profile: automotive, role: auto}\n", 3, 46, "gptp.ports[0].role", "static roles", 0},
+	{"gptp automotive no role", "gptp:\n  ports:\n    - {interface: eth0, profile: automotive}\n", 3, 7, "gptp.ports[0]", "needs its role", 0},
+	{"gptp oper on gptp", "gptp:\n  ports:\n    - {interface: eth0, oper_sync_interval: 0}\n", 3, 25, "gptp.ports[0].oper_sync_interval", "automotive profile", 0},
+	{"gptp announce on automotive", "gptp:\n  ports:\n    - {interface: eth0, profile: automotive, role: slave, announce_interval: 1}\n", 3, 59, "gptp.ports[0].announce_interval", "no Announce", 0},
 	{"csptp host name", "csptp:\n  servers:\n    - {address: ptp.example}\n", 3, 17, "csptp.servers[0].address", "not an IP address", 0},
 	{"csptp no address", "csptp:\n  servers:\n    - {port: 319}\n", 3, 7, "csptp.servers[0]", "needs its address", 0},
 	{"csptp protocol", "csptp:\n  servers:\n    - {address: 192.0.2.1, protocol: ptp}\n", 3, 38, "csptp.servers[0].protocol", "use one of sptp, csptp", 0},

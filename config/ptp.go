@@ -107,14 +107,9 @@ func (d *decoder) ptpPort(n *yaml.Node, path string) (PTPPort, *yaml.Node) {
 	}
 	given := d.mapping(n, path, []field{
 		{"interface", func(d *decoder, n *yaml.Node, p string) {
-			if !d.str(n, p, "use a network interface name such as eth0", &s.Interface) {
-				return
+			if d.interfaceName(n, p, &s.Interface) {
+				ifNode = resolve(n)
 			}
-			if problem := interfaceProblem(s.Interface); problem != "" {
-				d.errorf(resolve(n), p, "%s %s; use a network interface name such as eth0", quote(s.Interface), problem)
-				return
-			}
-			ifNode = resolve(n)
 		}},
 		{"transport", func(d *decoder, n *yaml.Node, p string) {
 			d.oneOf(n, p, "transport", []string{"udp4", "udp6", "l2"}, &s.Transport)

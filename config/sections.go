@@ -22,6 +22,7 @@ func topLevel(c *Config) []field {
 		{"ntp", func(d *decoder, n *yaml.Node, p string) { d.ntp(n, p, &c.NTP) }},
 		{"server", func(d *decoder, n *yaml.Node, p string) { d.server(n, p, &c.Server) }},
 		{"ptp", func(d *decoder, n *yaml.Node, p string) { d.ptp(n, p, &c.PTP) }},
+		{"gptp", func(d *decoder, n *yaml.Node, p string) { d.gptp(n, p, &c.GPTP) }},
 		{"csptp", func(d *decoder, n *yaml.Node, p string) { d.csptp(n, p, &c.CSPTP) }},
 		{"refclocks", func(d *decoder, n *yaml.Node, p string) { d.refclocks(n, p, &c.Refclocks) }},
 		{"control", func(d *decoder, n *yaml.Node, p string) { d.control(n, p, &c.Control) }},

@@ -102,6 +102,33 @@ type PTPPortStatus struct {
 	// UnicastClients are the unicast clients the port serves as master
 	// (unicast_listen), with what each was granted; empty otherwise.
 	UnicastClients []PTPUnicastClient `json:"unicast_clients,omitempty"`
+	// GPTP is set on an 802.1AS port (gptp.ports).
+	GPTP *GPTPInfo `json:"gptp,omitempty"`
+}
+
+// GPTPInfo is what an 802.1AS port adds to PTPPortStatus (whose
+// MeanPathDelay is then the mean link delay).
+type GPTPInfo struct {
+	// Profile is "gptp" or "automotive".
+	Profile string `json:"profile"`
+	// ASCapable says whether the link qualifies (gptp: the neighbor
+	// answers peer delay requests within neighbor_prop_delay_thresh;
+	// automotive: assumed).
+	ASCapable bool `json:"as_capable"`
+	// Neighbor answers the peer delay requests; NeighborRateRatio is its
+	// frequency over ours; RestoredLink says the link delay and ratio come
+	// from the state file and were not measured yet.
+	Neighbor          string  `json:"neighbor,omitempty"`
+	NeighborRateRatio float64 `json:"neighbor_rate_ratio"`
+	RestoredLink      bool    `json:"restored_link,omitempty"`
+	// RateRatio is the grandmaster's frequency over ours.
+	RateRatio float64 `json:"rate_ratio,omitempty"`
+	// LogSyncInterval is the Sync interval now, log2 seconds.
+	LogSyncInterval int8 `json:"log_sync_interval"`
+	// PdelayExchanges counts completed peer delay exchanges; FirstSync is
+	// the seconds from start to the first measurement (0: none yet).
+	PdelayExchanges uint64  `json:"pdelay_exchanges"`
+	FirstSync       float64 `json:"first_sync_s,omitempty"`
 }
 
 // PTPUnicastClient is a unicast client a master PTP port serves (IEEE 1588

@@ -25,6 +25,7 @@ import (
 	"github.com/timed-project/timed/clock"
 	"github.com/timed-project/timed/config"
 	"github.com/timed-project/timed/control"
+	"github.com/timed-project/timed/gptp"
 	"github.com/timed-project/timed/phc"
 	"github.com/timed-project/timed/ptp"
 	"github.com/timed-project/timed/sources"
@@ -99,7 +100,11 @@ type Daemon struct {
 	ptpSources map[string]*ptp.Source // by interface, the latest of each port
 	// csptpClients are the CSPTP servers' tasks, csptp the responder (nil
 	// when none), csptpIdentity the clock identity of both.
-	csptpClients  []*task
+	csptpClients []*task
+	// gptpTasks are the gPTP ports' tasks, gptpPortsBy the latest port of
+	// each interface.
+	gptpTasks     []*task
+	gptpPortsBy   map[string]*gptp.Port
 	csptp         *csptpService
 	csptpIdentity protocol.ClockIdentity
 	// refclockReaders are the reference clocks' readers by name, the
@@ -157,6 +162,7 @@ func newDaemon(cfg *config.Config, cfgPath string, log *zap.Logger, f factories)
 		servers:         map[config.NTPServer]*task{},
 		ptpSources:      map[string]*ptp.Source{},
 		csptpIdentity:   newClockIdentity(),
+		gptpPortsBy:     map[string]*gptp.Port{},
 		refclockReaders: map[string]refclockReader{},
 		pools:           map[config.NTPPool]*task{},
 		ready:           make(chan struct{}),
@@ -356,6 +362,7 @@ func (d *Daemon) Run(ctx context.Context) error {
 	d.ctx = ctx
 	d.startSourcesLocked(cfg.NTP)
 	d.startPTPLocked(cfg.PTP)
+	d.startGPTPLocked(cfg.GPTP)
 	d.startCSPTPLocked(cfg.CSPTP)
 	d.startRefclocksLocked(cfg.Refclocks)
 	d.mu.Unlock()

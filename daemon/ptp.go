@@ -133,6 +133,7 @@ func (d *Daemon) PTP() control.PTPReply {
 		}
 		out.Ports = append(out.Ports, ps)
 	}
+	out.Ports = append(out.Ports, d.gptpPorts()...)
 	return out
 }
 

@@ -75,6 +75,7 @@ func (d *Daemon) apply(cfg *config.Config) error {
 		{"clock", old.Clock, cfg.Clock},
 		{"engine", old.Engine, cfg.Engine},
 		{"ptp", old.PTP, cfg.PTP},
+		{"gptp", old.GPTP, cfg.GPTP},
 		{"csptp", old.CSPTP, cfg.CSPTP},
 		{"refclocks", old.Refclocks, cfg.Refclocks},
 		{"control", old.Control, cfg.Control},

@@ -164,8 +164,9 @@ func (d *Daemon) stopAllSources() {
 	}
 	ts = append(ts, d.ptpPorts...)
 	ts = append(ts, d.csptpClients...)
+	ts = append(ts, d.gptpTasks...)
 	ts = append(ts, d.refclocks...)
-	d.ptpPorts, d.csptpClients, d.refclocks = nil, nil, nil
+	d.ptpPorts, d.csptpClients, d.gptpTasks, d.refclocks = nil, nil, nil, nil
 	d.mu.Unlock()
 	for _, t := range ts {
 		t.cancel()

@@ -75,16 +75,21 @@ type TimeProperties struct {
 
 // timePropertiesFromAnnounce reads the flags and fields of an Announce.
 func timePropertiesFromAnnounce(a *protocol.Announce) TimeProperties {
-	f := a.FlagField
+	return TimePropertiesOf(a.FlagField, a.CurrentUTCOffset, a.TimeSource)
+}
+
+// TimePropertiesOf reads the time properties an Announce carries: its
+// header's flags, currentUtcOffset and timeSource.
+func TimePropertiesOf(flags uint16, currentUTCOffset int16, src protocol.TimeSource) TimeProperties {
 	return TimeProperties{
-		CurrentUTCOffset:      a.CurrentUTCOffset,
-		CurrentUTCOffsetValid: f&protocol.FlagCurrentUtcOffsetValid != 0,
-		Leap59:                f&protocol.FlagLeap59 != 0,
-		Leap61:                f&protocol.FlagLeap61 != 0,
-		TimeTraceable:         f&protocol.FlagTimeTraceable != 0,
-		FrequencyTraceable:    f&protocol.FlagFrequencyTraceable != 0,
-		PTPTimescale:          f&protocol.FlagPTPTimescale != 0,
-		TimeSource:            a.TimeSource,
+		CurrentUTCOffset:      currentUTCOffset,
+		CurrentUTCOffsetValid: flags&protocol.FlagCurrentUtcOffsetValid != 0,
+		Leap59:                flags&protocol.FlagLeap59 != 0,
+		Leap61:                flags&protocol.FlagLeap61 != 0,
+		TimeTraceable:         flags&protocol.FlagTimeTraceable != 0,
+		FrequencyTraceable:    flags&protocol.FlagFrequencyTraceable != 0,
+		PTPTimescale:          flags&protocol.FlagPTPTimescale != 0,
+		TimeSource:            src,
 	}
 }
 

@@ -21,7 +21,10 @@ removed), the UTC offset in use, the last offset from the master, the mean
 path delay, the kind of timestamps, the messages the port did not use and, with
 unicast masters, what each was asked for and granted (or "denied", "no answer"),
 and, for a master port with unicast_listen, each unicast client with the
-message types granted it, their intervals and the seconds left.` + "\n" + jsonNote + "\n" + exitCodes,
+message types granted it, their intervals and the seconds left. An 802.1AS
+port (gptp.ports) also shows its profile (gptp or automotive), whether it is
+asCapable, the neighbor with the mean link delay and the neighbor rate ratio,
+the grandmaster's rate ratio and how long after start the first Sync came.` + "\n" + jsonNote + "\n" + exitCodes,
 		Args: noArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			return fetch(ctx, g, cmd, "ptp", (*control.Client).PTP, renderPTP)
@@ -29,7 +32,7 @@ message types granted it, their intervals and the seconds left.` + "\n" + jsonNo
 	}
 }
 
-const noPTP = "timed runs no PTP port (ptp.ports in timed.yaml)."
+const noPTP = "timed runs no PTP port (ptp.ports or gptp.ports in timed.yaml)."
 
 func renderPTP(w io.Writer, r control.PTPReply) {
 	if len(r.Ports) == 0 {
@@ -59,7 +62,29 @@ func renderPTP(w io.Writer, r control.PTPReply) {
 			}
 			scale = fmt.Sprintf("PTP (TAI), UTC offset %.0f s, %s", p.UTCOffset, valid)
 		}
+		if p.GPTP != nil && p.GPTP.Profile == "automotive" {
+			scale = "the clock's own (the automotive profile carries no UTC offset)"
+		}
 		row("Timescale", scale)
+		if g := p.GPTP; g != nil {
+			capable := "asCapable"
+			if !g.ASCapable {
+				capable = "not asCapable (the neighbor does not answer peer delay requests, or its link delay exceeds neighbor_prop_delay_thresh)"
+			}
+			row("gPTP", fmt.Sprintf("profile %s, %s, Sync every 2^%d s", g.Profile, capable, g.LogSyncInterval))
+			link := fmt.Sprintf("mean link delay %s, neighbor rate ratio %s, %d peer delay exchanges",
+				fmtSeconds(p.MeanPathDelay, false), fmtRatio(g.NeighborRateRatio), g.PdelayExchanges)
+			if g.RestoredLink {
+				link += " (link delay and ratio restored from the state file, not measured yet)"
+			}
+			row("Neighbor", orDash(g.Neighbor)+": "+link)
+			if g.RateRatio != 0 {
+				row("GM rate ratio", fmtRatio(g.RateRatio))
+			}
+			if g.FirstSync > 0 {
+				row("First Sync", fmt.Sprintf("%s after start", fmtSeconds(g.FirstSync, false)))
+			}
+		}
 		if p.Measurements > 0 {
 			label, from := "Offset", "local − master, last measurement"
 			if p.Grandmaster == "" { // no master now: the figures are the last master's
@@ -129,6 +154,15 @@ func renderUnicastClients(w io.Writer, cs []control.PTPUnicastClient) {
 			fmt.Fprintf(w, "    %-12s every 2^%d s: granted, %s left\n", g.Message, g.LogInterval, fmtAgo(g.Left))
 		}
 	}
+}
+
+// fmtRatio shows a frequency ratio and its distance from 1 in ppm; 0 is
+// not measured.
+func fmtRatio(r float64) string {
+	if r == 0 {
+		return "not measured"
+	}
+	return fmt.Sprintf("%.9f (%+.3f ppm)", r, (r-1)*1e6)
 }
 
 func orDash(s string) string {

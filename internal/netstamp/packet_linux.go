@@ -69,7 +69,15 @@ func (c *PacketConn) setup(s *socket.Conn, opts LinkOptions) error {
 	if err := s.Bind(&unix.SockaddrLinklayer{Protocol: htons(c.etherType), Ifindex: c.ifindex}); err != nil {
 		return fmt.Errorf("bind: %w", err)
 	}
-	return nil
+	// Stamped frames go out on a socket of their own, outside the Go
+	// poller (see stampSocket.txFD). With protocol 0 it receives nothing;
+	// the frames it sends come back to s as PACKET_OUTGOING copies, which
+	// ReadFrom skips.
+	fd, err := unix.Socket(unix.AF_PACKET, unix.SOCK_DGRAM|unix.SOCK_CLOEXEC, 0)
+	if err != nil {
+		return fmt.Errorf("transmit socket: %w", err)
+	}
+	return c.k.useTxSocket(fd)
 }
 
 // JoinGroup makes the interface receive frames sent to the multicast MAC
