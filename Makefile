@@ -2,7 +2,7 @@
 
 GO           ?= go
 # Time limit of each `go test` run.
-TEST_TIMEOUT ?= 15m
+TEST_TIMEOUT ?= 25m
 # How many inputs make test runs through each fuzz target, and make fuzz (by
 # hand). Counts, not durations: a duration-bounded run of Go 1.26's fuzzer can
 # fail with "context deadline exceeded" when the time is up and no input failed
