@@ -242,6 +242,7 @@ func TestPHCDisciplinedAndTied(t *testing.T) {
 	// Each sample is the median of 5 comparisons, so that a test
 	// goroutine preempted between its two clock readings does not count.
 	var worst time.Duration
+	var samples []time.Duration
 	for range 16 {
 		var reads []time.Duration
 		for range 5 {
@@ -253,13 +254,19 @@ func TestPHCDisciplinedAndTied(t *testing.T) {
 		}
 		slices.Sort(reads)
 		worst = max(worst, reads[2].Abs())
+		samples = append(samples, reads[2].Abs())
 		time.Sleep(125 * time.Millisecond)
 	}
+	slices.Sort(samples)
+	median := samples[len(samples)/2]
 	info := d.Status().Clock
-	t.Logf("PHC %v from true time, frequency correction %+.3f ppm; system clock within %v of the PHC over 2 s; tie %+v",
-		sim.TrueOffset()-utcOff, info.Frequency, worst, *info.Tie)
-	if worst > 5*time.Microsecond {
-		t.Errorf("the tied system clock is up to %v from the PHC, want < 5 µs", worst)
+	t.Logf("PHC %v from true time, frequency correction %+.3f ppm; system clock from the PHC over 2 s: median %v, worst %v; tie %+v",
+		sim.TrueOffset()-utcOff, info.Frequency, median, worst, *info.Tie)
+	// The median says where the tie holds the clock; the worst also holds
+	// the test's own preemption between two clock readings, which a loaded
+	// CI machine stretches (12 µs seen once).
+	if median > 5*time.Microsecond || worst > 50*time.Microsecond {
+		t.Errorf("the tied system clock is %v (median) and up to %v from the PHC, want < 5 µs and < 50 µs", median, worst)
 	}
 	if info.Driver != "phc" || info.Device != "/dev/ptp7" || info.Tie == nil || info.Tie.Clock != "virtual" ||
 		info.Tie.Waiting || info.Tie.Steps < 1 || info.Tie.Offset > 5e-6 || info.Tie.Offset < -5e-6 {
