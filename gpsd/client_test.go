@@ -74,8 +74,11 @@ func (r *clientTestReporter) waitFor(t *testing.T, what string, cond func(polled
 		if cond(p, ms, fs) {
 			return
 		}
+		// The condition may also look at the client's status (its drop
+		// counts), which changes without a report: look again now and then.
 		select {
 		case <-r.changed:
+		case <-time.After(20 * time.Millisecond):
 		case <-deadline:
 			t.Fatalf("timed out waiting for %s: polled %d, measured %d, faults %q", what, p, len(ms), fs)
 		}
