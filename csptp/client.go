@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"net"
 	"net/netip"
 	"sync"
@@ -143,10 +144,7 @@ func (c *Client) Status() ClientStatus {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	s := c.status
-	s.Dropped = make(map[string]uint64, len(c.status.Dropped))
-	for k, v := range c.status.Dropped {
-		s.Dropped[k] = v
-	}
+	s.Dropped = maps.Clone(c.status.Dropped)
 	return s
 }
 

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"net"
 	"net/netip"
 	"runtime"
@@ -142,14 +143,7 @@ func (s *Server) Addr() netip.AddrPort { return s.conn.LocalAddr() }
 func (s *Server) Counters() ServerCounters {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	c := ServerCounters{Answered: make(map[Protocol]uint64, len(s.answered)), Dropped: make(map[string]uint64, len(s.dropped))}
-	for k, v := range s.answered {
-		c.Answered[k] = v
-	}
-	for k, v := range s.dropped {
-		c.Dropped[k] = v
-	}
-	return c
+	return ServerCounters{Answered: maps.Clone(s.answered), Dropped: maps.Clone(s.dropped)}
 }
 
 // Close closes the socket of a server that will not Serve.

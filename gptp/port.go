@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"net"
 	"slices"
 	"sync"
@@ -267,10 +268,7 @@ func (p *Port) Status() Status {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	s := p.status
-	s.Dropped = make(map[string]uint64, len(p.status.Dropped))
-	for k, v := range p.status.Dropped {
-		s.Dropped[k] = v
-	}
+	s.Dropped = maps.Clone(p.status.Dropped)
 	return s
 }
 
@@ -345,14 +343,11 @@ type portRun struct {
 	operSwitch bool // the automotive slave asked for the operational intervals
 
 	// Master: sequence ids and the interval sent at.
-	syncInterval   int8
-	seqSync        uint16
-	seqAnnounce    uint16
-	seqPdelay      uint16
-	seqSignaling   uint16
-	stopSync       bool
-	announceIntvl  int8
-	announceActive bool
+	syncInterval int8
+	seqSync      uint16
+	seqAnnounce  uint16
+	seqSignaling uint16
+	stopSync     bool
 }
 
 // masterInfo is the master a slave port follows and what its Announce
