@@ -361,10 +361,14 @@ func TestServeFlood(t *testing.T) {
 	}
 	const deniedSources uint64 = 63
 	allowedSources := uint64(sources) - deniedSources
+	// The load tool skips requests when it falls behind its pace (on a
+	// loaded machine, a few hundred of the 4096): each skipped request may
+	// be one a bound below counts on.
+	skipped := uint64(sources*perSource) - min(res.Sent, uint64(sources*perSource))
 	// Each allowed source sends about perSource requests within a
 	// fraction of a second: its burst of 4 is served, 1 in 4 of the rest
 	// gets a RATE kiss.
-	if st.Answered+2 < allowedSources*4 || st.Answered > allowedSources*6 {
+	if st.Answered+skipped+2 < allowedSources*4 || st.Answered > allowedSources*6 {
 		t.Errorf("answered %d, want about %d (burst 4 for each of %d allowed sources)", st.Answered, allowedSources*4, allowedSources)
 	}
 	if limited == 0 || float64(st.KissRate) < 0.2*float64(limited) || float64(st.KissRate) > 0.3*float64(limited) {
@@ -372,11 +376,10 @@ func TestServeFlood(t *testing.T) {
 	}
 	// DENY kisses obey the rate limit: each denied source gets its burst
 	// of 4, then one in four of the rest.
-	// (The load tool may skip a request or two when it falls behind its
-	// pace.)
 	want := deniedSources * (4 + (perSource-4+3)/4)
-	if denied+2 < deniedSources*perSource || st.KissDeny+2 < want || st.KissDeny > want {
-		t.Errorf("denied %d, DENY kisses %d: want about %d denied and %d kissed", denied, st.KissDeny, deniedSources*perSource, want)
+	if denied+skipped+2 < deniedSources*perSource || st.KissDeny+skipped+2 < want || st.KissDeny > want {
+		t.Errorf("denied %d, DENY kisses %d, the load tool skipped %d: want about %d denied and %d kissed",
+			denied, st.KissDeny, skipped, deniedSources*perSource, want)
 	}
 }
 
