@@ -6,6 +6,8 @@ import (
 	"fmt"
 
 	"github.com/facebook/time/ptp/protocol"
+
+	"github.com/timed-project/timed/ptp"
 )
 
 // Protocol is the wire form of an exchange.
@@ -330,21 +332,8 @@ func ParseResponse(b []byte) (Response, error) {
 	}
 	r := Response{Protocol: SPTP, Header: h, Origin: origin}
 	if t == protocol.MessageAnnounce {
-		a := b[headerLen:]
-		r.Announce = protocol.AnnounceBody{
-			OriginTimestamp:      origin,
-			CurrentUTCOffset:     int16(binary.BigEndian.Uint16(a[10:])), //#nosec G115 -- a signed wire field
-			Reserved:             a[12],
-			GrandmasterPriority1: a[13],
-			GrandmasterClockQuality: protocol.ClockQuality{
-				ClockClass:              protocol.ClockClass(a[14]),
-				ClockAccuracy:           protocol.ClockAccuracy(a[15]),
-				OffsetScaledLogVariance: binary.BigEndian.Uint16(a[16:]),
-			},
-			GrandmasterPriority2: a[18],
-			GrandmasterIdentity:  protocol.ClockIdentity(binary.BigEndian.Uint64(a[19:])),
-			StepsRemoved:         binary.BigEndian.Uint16(a[27:]),
-			TimeSource:           protocol.TimeSource(a[29]),
+		if r.Announce, err = ptp.DecodeAnnounceBody(b[headerLen:]); err != nil {
+			return Response{}, fmt.Errorf("csptp: %s: %w: %v", what, ErrMalformed, err)
 		}
 	}
 	err = walkTLVs(tlvs, what, func(v tlv) error {

@@ -176,14 +176,9 @@ func (*FollowUp) MessageType() protocol.MessageType { return protocol.MessageFol
 // Announce is an Announce message. 802.1AS reserves its originTimestamp,
 // which Encode writes as zeros.
 type Announce struct {
-	Header                  protocol.Header
-	CurrentUTCOffset        int16
-	GrandmasterPriority1    uint8
-	GrandmasterClockQuality protocol.ClockQuality
-	GrandmasterPriority2    uint8
-	GrandmasterIdentity     protocol.ClockIdentity
-	StepsRemoved            uint16
-	TimeSource              protocol.TimeSource
+	Header protocol.Header
+	// AnnounceBody's OriginTimestamp and Reserved are written as zeros.
+	protocol.AnnounceBody
 	// PathTrace is the path trace TLV: the clock identities the
 	// announcement went through, the grandmaster first. Nil means no TLV.
 	PathTrace []protocol.ClockIdentity
@@ -272,15 +267,17 @@ func NewAnnounce(src protocol.PortIdentity, seq uint16, logInterval int8, parent
 		}
 	}
 	return &Announce{
-		Header:                  newWireHeader(protocol.MessageAnnounce, n, src, seq, flags, wireControlOther, logInterval),
-		CurrentUTCOffset:        tp.CurrentUTCOffset,
-		GrandmasterPriority1:    parent.GrandmasterPriority1,
-		GrandmasterClockQuality: parent.GrandmasterClockQuality,
-		GrandmasterPriority2:    parent.GrandmasterPriority2,
-		GrandmasterIdentity:     parent.GrandmasterIdentity,
-		StepsRemoved:            parent.StepsRemoved,
-		TimeSource:              tp.TimeSource,
-		PathTrace:               pathTrace,
+		Header: newWireHeader(protocol.MessageAnnounce, n, src, seq, flags, wireControlOther, logInterval),
+		AnnounceBody: protocol.AnnounceBody{
+			CurrentUTCOffset:        tp.CurrentUTCOffset,
+			GrandmasterPriority1:    parent.GrandmasterPriority1,
+			GrandmasterClockQuality: parent.GrandmasterClockQuality,
+			GrandmasterPriority2:    parent.GrandmasterPriority2,
+			GrandmasterIdentity:     parent.GrandmasterIdentity,
+			StepsRemoved:            parent.StepsRemoved,
+			TimeSource:              tp.TimeSource,
+		},
+		PathTrace: pathTrace,
 	}
 }
 
@@ -318,15 +315,9 @@ func Encode(m Message) ([]byte, error) {
 		if len(m.PathTrace) > (math.MaxUint16-wireHeaderLen-wireAnnounceBodyLen-wireTLVHeaderLen)/8 {
 			return nil, fmt.Errorf("gptp: encode Announce: path trace of %d clock identities does not fit in a message", len(m.PathTrace))
 		}
-		b = append(b, make([]byte, wireTimestampLen)...) // originTimestamp: reserved
-		b = binary.BigEndian.AppendUint16(b, uint16(m.CurrentUTCOffset))
-		b = append(b, 0, m.GrandmasterPriority1, byte(m.GrandmasterClockQuality.ClockClass),
-			byte(m.GrandmasterClockQuality.ClockAccuracy))
-		b = binary.BigEndian.AppendUint16(b, m.GrandmasterClockQuality.OffsetScaledLogVariance)
-		b = append(b, m.GrandmasterPriority2)
-		b = binary.BigEndian.AppendUint64(b, uint64(m.GrandmasterIdentity))
-		b = binary.BigEndian.AppendUint16(b, m.StepsRemoved)
-		b = append(b, byte(m.TimeSource))
+		body := m.AnnounceBody
+		body.OriginTimestamp, body.Reserved = protocol.Timestamp{}, 0 // reserved in 802.1AS
+		b = ptp.AppendAnnounceBody(b, body)
 		if m.PathTrace != nil {
 			b = binary.BigEndian.AppendUint16(b, tlvTypePathTrace)
 			b = binary.BigEndian.AppendUint16(b, uint16(8*len(m.PathTrace))) //#nosec G115 -- checked above
@@ -535,22 +526,13 @@ func Decode(b []byte) (Message, error) {
 		}
 		return m, nil
 	case protocol.MessageAnnounce:
-		m := &Announce{
-			Header:               h,
-			CurrentUTCOffset:     int16(binary.BigEndian.Uint16(p[10:])),
-			GrandmasterPriority1: p[13],
-			GrandmasterClockQuality: protocol.ClockQuality{
-				ClockClass:              protocol.ClockClass(p[14]),
-				ClockAccuracy:           protocol.ClockAccuracy(p[15]),
-				OffsetScaledLogVariance: binary.BigEndian.Uint16(p[16:]),
-			},
-			GrandmasterPriority2: p[18],
-			GrandmasterIdentity:  protocol.ClockIdentity(binary.BigEndian.Uint64(p[19:])),
-			StepsRemoved:         binary.BigEndian.Uint16(p[27:]),
-			TimeSource:           protocol.TimeSource(p[29]),
+		ab, err := ptp.DecodeAnnounceBody(p)
+		if err != nil {
+			return nil, errMalformedf("%s: %v", t, err)
 		}
+		m := &Announce{Header: h, AnnounceBody: ab}
 		found := false
-		err := walkTLVs(t, tlvs, wireHeaderLen+body, func(typ uint16, v []byte) error {
+		err = walkTLVs(t, tlvs, wireHeaderLen+body, func(typ uint16, v []byte) error {
 			if typ != tlvTypePathTrace || found {
 				return nil
 			}

@@ -239,10 +239,12 @@ func TestWireDecodePtp4l(t *testing.T) {
 		{"Announce", ptp4lAnnounce, func(t *testing.T, m Message) {
 			a := m.(*Announce)
 			want := &Announce{
-				Header: a.Header, CurrentUTCOffset: 37, GrandmasterPriority1: 10,
-				GrandmasterClockQuality: protocol.ClockQuality{ClockClass: 248, ClockAccuracy: 0xfe, OffsetScaledLogVariance: 0xffff},
-				GrandmasterPriority2:    248, GrandmasterIdentity: gm.ClockIdentity, StepsRemoved: 0,
-				TimeSource: protocol.TimeSourceInternalOscillator, PathTrace: []protocol.ClockIdentity{gm.ClockIdentity},
+				Header: a.Header,
+				AnnounceBody: protocol.AnnounceBody{CurrentUTCOffset: 37, GrandmasterPriority1: 10,
+					GrandmasterClockQuality: protocol.ClockQuality{ClockClass: 248, ClockAccuracy: 0xfe, OffsetScaledLogVariance: 0xffff},
+					GrandmasterPriority2:    248, GrandmasterIdentity: gm.ClockIdentity, StepsRemoved: 0,
+					TimeSource: protocol.TimeSourceInternalOscillator},
+				PathTrace: []protocol.ClockIdentity{gm.ClockIdentity},
 			}
 			if !reflect.DeepEqual(a, want) {
 				t.Errorf("got\n\t%+v\nwant\n\t%+v", a, want)
