@@ -410,20 +410,8 @@ func appendCSPTPResponse(b []byte, req *Request, self protocol.PortIdentity, rx,
 
 // timeFlags are the timePropertiesDS flags of q for a flagField.
 func timeFlags(q Quality) uint16 {
-	var f uint16
-	for _, b := range []struct {
-		on   bool
-		flag uint16
-	}{
-		{q.Leap61, protocol.FlagLeap61}, {q.Leap59, protocol.FlagLeap59},
-		{q.UTCOffsetValid, protocol.FlagCurrentUtcOffsetValid},
-		{q.TimeTraceable, protocol.FlagTimeTraceable}, {q.FrequencyTraceable, protocol.FlagFrequencyTraceable},
-	} {
-		if b.on {
-			f |= b.flag
-		}
-	}
-	return f
+	return ptp.TimeProperties{Leap61: q.Leap61, Leap59: q.Leap59, CurrentUTCOffsetValid: q.UTCOffsetValid,
+		TimeTraceable: q.TimeTraceable, FrequencyTraceable: q.FrequencyTraceable}.Flags()
 }
 
 // answerLen is the number of octets the server sends in answer to a request

@@ -250,34 +250,10 @@ func NewAnnounce(src protocol.PortIdentity, seq uint16, logInterval int8, parent
 	if pathTrace != nil {
 		n += wireTLVHeaderLen + 8*len(pathTrace)
 	}
-	var flags uint16
-	for _, f := range []struct {
-		on   bool
-		flag uint16
-	}{
-		{tp.Leap61, protocol.FlagLeap61},
-		{tp.Leap59, protocol.FlagLeap59},
-		{tp.CurrentUTCOffsetValid, protocol.FlagCurrentUtcOffsetValid},
-		{tp.PTPTimescale, protocol.FlagPTPTimescale},
-		{tp.TimeTraceable, protocol.FlagTimeTraceable},
-		{tp.FrequencyTraceable, protocol.FlagFrequencyTraceable},
-	} {
-		if f.on {
-			flags |= f.flag
-		}
-	}
 	return &Announce{
-		Header: newWireHeader(protocol.MessageAnnounce, n, src, seq, flags, wireControlOther, logInterval),
-		AnnounceBody: protocol.AnnounceBody{
-			CurrentUTCOffset:        tp.CurrentUTCOffset,
-			GrandmasterPriority1:    parent.GrandmasterPriority1,
-			GrandmasterClockQuality: parent.GrandmasterClockQuality,
-			GrandmasterPriority2:    parent.GrandmasterPriority2,
-			GrandmasterIdentity:     parent.GrandmasterIdentity,
-			StepsRemoved:            parent.StepsRemoved,
-			TimeSource:              tp.TimeSource,
-		},
-		PathTrace: pathTrace,
+		Header:       newWireHeader(protocol.MessageAnnounce, n, src, seq, tp.Flags(), wireControlOther, logInterval),
+		AnnounceBody: ptp.AnnounceBodyOf(parent, tp, protocol.Timestamp{}), // originTimestamp: reserved
+		PathTrace:    pathTrace,
 	}
 }
 

@@ -11,6 +11,43 @@ import (
 // the common header and the first TLV (IEEE 1588-2019 13.5.1).
 const AnnounceBodyLen = 30
 
+// AnnounceBodyOf returns the body of an Announce from a grandmaster
+// described by parent (identity, priorities, quality and this clock's
+// stepsRemoved) with the time properties tp (currentUtcOffset,
+// timeSource), originTimestamp origin.
+func AnnounceBodyOf(parent ParentDataset, tp TimeProperties, origin protocol.Timestamp) protocol.AnnounceBody {
+	return protocol.AnnounceBody{
+		OriginTimestamp:         origin,
+		CurrentUTCOffset:        tp.CurrentUTCOffset,
+		GrandmasterPriority1:    parent.GrandmasterPriority1,
+		GrandmasterClockQuality: parent.GrandmasterClockQuality,
+		GrandmasterPriority2:    parent.GrandmasterPriority2,
+		GrandmasterIdentity:     parent.GrandmasterIdentity,
+		StepsRemoved:            parent.StepsRemoved,
+		TimeSource:              tp.TimeSource,
+	}
+}
+
+// Flags returns the flagField bits of an Announce that carry tp: leap61,
+// leap59, currentUtcOffsetValid, ptpTimescale, timeTraceable and
+// frequencyTraceable.
+func (tp TimeProperties) Flags() uint16 {
+	var f uint16
+	for _, b := range []struct {
+		on   bool
+		flag uint16
+	}{
+		{tp.Leap61, protocol.FlagLeap61}, {tp.Leap59, protocol.FlagLeap59},
+		{tp.CurrentUTCOffsetValid, protocol.FlagCurrentUtcOffsetValid}, {tp.PTPTimescale, protocol.FlagPTPTimescale},
+		{tp.TimeTraceable, protocol.FlagTimeTraceable}, {tp.FrequencyTraceable, protocol.FlagFrequencyTraceable},
+	} {
+		if b.on {
+			f |= b.flag
+		}
+	}
+	return f
+}
+
 // DecodeAnnounceBody decodes the body of an Announce from b, which starts
 // right after the common header. Octets after the body are not looked at.
 func DecodeAnnounceBody(b []byte) (protocol.AnnounceBody, error) {

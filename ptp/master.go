@@ -92,40 +92,13 @@ func (m *masterMessages) header(t protocol.MessageType, length uint16, seq uint1
 	}
 }
 
-// timeFlags are the timePropertiesDS flags of the flagField.
-func timeFlags(tp TimeProperties) uint16 {
-	var f uint16
-	for _, b := range []struct {
-		on   bool
-		flag uint16
-	}{
-		{tp.Leap61, protocol.FlagLeap61}, {tp.Leap59, protocol.FlagLeap59},
-		{tp.CurrentUTCOffsetValid, protocol.FlagCurrentUtcOffsetValid}, {tp.PTPTimescale, protocol.FlagPTPTimescale},
-		{tp.TimeTraceable, protocol.FlagTimeTraceable}, {tp.FrequencyTraceable, protocol.FlagFrequencyTraceable},
-	} {
-		if b.on {
-			f |= b.flag
-		}
-	}
-	return f
-}
-
 // announce builds the next Announce of a grandmaster described by parent
 // and tp, originTimestamp origin (PTP timescale).
 func (m *masterMessages) announce(parent ParentDataset, tp TimeProperties, origin time.Time) *protocol.Announce {
 	h := m.header(protocol.MessageAnnounce, 64, m.announceSeq, 5, m.logAnnounce)
 	m.announceSeq++
-	h.FlagField = timeFlags(tp)
-	return &protocol.Announce{Header: h, AnnounceBody: protocol.AnnounceBody{
-		OriginTimestamp:         protocol.NewTimestamp(origin),
-		CurrentUTCOffset:        tp.CurrentUTCOffset,
-		GrandmasterPriority1:    parent.GrandmasterPriority1,
-		GrandmasterClockQuality: parent.GrandmasterClockQuality,
-		GrandmasterPriority2:    parent.GrandmasterPriority2,
-		GrandmasterIdentity:     parent.GrandmasterIdentity,
-		StepsRemoved:            parent.StepsRemoved,
-		TimeSource:              tp.TimeSource,
-	}}
+	h.FlagField = tp.Flags()
+	return &protocol.Announce{Header: h, AnnounceBody: AnnounceBodyOf(parent, tp, protocol.NewTimestamp(origin))}
 }
 
 // sync builds the next two-step Sync; origin is an estimate of its sending
