@@ -11,7 +11,6 @@ package main
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -144,6 +143,9 @@ samples given to the engine and the inputs dropped, by reason.` + "\n" + jsonNot
 		serverStatsCommand(ctx, g),
 		clientsCommand(ctx, g),
 		ptpCommand(ctx, g),
+		waitsyncCommand(ctx, g),
+		watchCommand(ctx, g),
+		compareCommand(ctx, g),
 		&cobra.Command{
 			Use:   "validate FILE",
 			Short: "Check a configuration file without starting anything",
@@ -243,9 +245,7 @@ func fetch[T any](ctx context.Context, g *globals, cmd *cobra.Command, what stri
 	}
 	w := cmd.OutOrStdout()
 	if g.output == "json" {
-		enc := json.NewEncoder(w)
-		enc.SetIndent("", "  ")
-		return enc.Encode(r)
+		return writeJSON(w, r, true)
 	}
 	text(w, r)
 	return nil
