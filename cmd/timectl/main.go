@@ -102,11 +102,11 @@ root or membership of the group timed.` + "\n" + exitCodes,
 			return nil
 		},
 	}
-	root.CompletionOptions.DisableDefaultCmd = true
 	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return usageError{err} })
 	pf := root.PersistentFlags()
 	pf.StringVarP(&g.socket, "socket", "s", control.DefaultSocket, "timed's control `SOCKET`")
 	pf.StringVarP(&g.output, "output", "o", "text", "output format: text or json")
+	root.RegisterFlagCompletionFunc("output", cobra.FixedCompletions([]string{"text", "json"}, cobra.ShellCompDirectiveNoFileComp))
 
 	root.AddCommand(
 		&cobra.Command{
@@ -178,6 +178,7 @@ step limit of the configuration.` + "\n" + exitCodes,
 			},
 		},
 	)
+	addManCommand(root)
 	return root
 }
 
