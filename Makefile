@@ -16,7 +16,7 @@ PLATFORMS    := linux/amd64 linux/arm64 linux/arm linux/386 freebsd/amd64 darwin
 # packages' tests do not load the CPU while they measure microseconds.
 INTEROP      := ./test/interop
 
-.PHONY: all build test peers vet unit interop fuzz-short fuzz cross perf perf-footprint clean
+.PHONY: all build test peers vet unit interop fuzz-short fuzz cross perf perf-footprint man schema clean
 
 all: build
 
@@ -94,5 +94,18 @@ bench-server:
 bench-nts:
 	TIMED_WRITE_PERF=1 $(GO) test -tags bench -count=1 -timeout 30m -v -run '^TestNTSBench$$' ./internal/ntpload/bench -args -nts-rounds $(BENCH_ROUNDS)
 
+# Man pages of timectl (section 1) and timed (section 8), generated from
+# their cobra commands into man/ (git-ignored). Built with the genman tag:
+# the installed binaries carry no man page generator.
+man:
+	$(GO) run -tags genman ./cmd/timectl __man man/
+	$(GO) run -tags genman ./cmd/timed __man man/
+
+# The JSON Schemas of timectl's -o json output, docs/schema/*.json, written
+# by cmd/timectl's TestSchema from the reply types it lists; without -update
+# the test fails when the committed files differ from what the code writes.
+schema:
+	$(GO) test -count=1 -run '^TestSchema$$' ./cmd/timectl -update
+
 clean:
-	rm -rf bin/
+	rm -rf bin/ man/

@@ -11,7 +11,6 @@ package main
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -103,11 +102,11 @@ root or membership of the group timed.` + "\n" + exitCodes,
 			return nil
 		},
 	}
-	root.CompletionOptions.DisableDefaultCmd = true
 	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return usageError{err} })
 	pf := root.PersistentFlags()
 	pf.StringVarP(&g.socket, "socket", "s", control.DefaultSocket, "timed's control `SOCKET`")
 	pf.StringVarP(&g.output, "output", "o", "text", "output format: text or json")
+	root.RegisterFlagCompletionFunc("output", cobra.FixedCompletions([]string{"text", "json"}, cobra.ShellCompDirectiveNoFileComp))
 
 	root.AddCommand(
 		&cobra.Command{
@@ -144,6 +143,9 @@ samples given to the engine and the inputs dropped, by reason.` + "\n" + jsonNot
 		serverStatsCommand(ctx, g),
 		clientsCommand(ctx, g),
 		ptpCommand(ctx, g),
+		waitsyncCommand(ctx, g),
+		watchCommand(ctx, g),
+		compareCommand(ctx, g),
 		&cobra.Command{
 			Use:   "validate FILE",
 			Short: "Check a configuration file without starting anything",
@@ -176,6 +178,7 @@ step limit of the configuration.` + "\n" + exitCodes,
 			},
 		},
 	)
+	addManCommand(root)
 	return root
 }
 
@@ -243,9 +246,7 @@ func fetch[T any](ctx context.Context, g *globals, cmd *cobra.Command, what stri
 	}
 	w := cmd.OutOrStdout()
 	if g.output == "json" {
-		enc := json.NewEncoder(w)
-		enc.SetIndent("", "  ")
-		return enc.Encode(r)
+		return writeJSON(w, r, true)
 	}
 	text(w, r)
 	return nil

@@ -101,6 +101,7 @@ Exit status: 0 after a clean stop, 1 on an error, 2 on a usage error.`,
 	cmd.CompletionOptions.DisableDefaultCmd = true
 	cmd.Flags().StringVarP(&cfgFile, "config", "c", config.DefaultPath, "configuration `FILE`")
 	cmd.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return usageError{err} })
+	addManCommand(cmd)
 	return cmd
 }
 
