@@ -17,7 +17,8 @@ import (
 // unchanged keep running with their state. A server whose options changed
 // is restarted. Sections that need a restart (clock, engine, control,
 // metrics, log) are reported in the log and left as they are. An invalid
-// file changes nothing: the errors are logged and returned. It implements
+// file changes nothing: the errors are logged and returned. Sources added
+// with AddSource are kept unless the file lists them. It implements
 // control.Backend.
 func (d *Daemon) Reload() error {
 	d.reloadMu.Lock()
@@ -28,6 +29,7 @@ func (d *Daemon) Reload() error {
 			zap.String("file", path), zap.Errors("errors", splitErrors(err)))
 		return err // config errors name the file, line and key
 	}
+	d.withRuntimeSources(cfg)
 	if err := d.apply(cfg); err != nil {
 		return fmt.Errorf("daemon: %w", err)
 	}
