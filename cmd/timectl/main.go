@@ -144,6 +144,11 @@ samples given to the engine and the inputs dropped, by reason.` + "\n" + jsonNot
 		serverStatsCommand(ctx, g),
 		clientsCommand(ctx, g),
 		ptpCommand(ctx, g),
+		sourceStatsCommand(ctx, g),
+		ntsCommand(ctx, g),
+		burstCommand(ctx, g),
+		addCommand(ctx, g),
+		removeCommand(ctx, g),
 		&cobra.Command{
 			Use:   "validate FILE",
 			Short: "Check a configuration file without starting anything",
