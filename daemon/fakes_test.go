@@ -131,7 +131,7 @@ func (e *fakeEngine) MakeStep() {
 
 // fakeSource reports each measurement it is sent, then waits for ctx.
 type fakeSource struct {
-	name string
+	name   string
 	in     chan sources.Measurement
 	fail   error        // returned at once by Run when set
 	bursts atomic.Int32 // calls of Burst

@@ -87,7 +87,7 @@ func newRootCommand(ctx context.Context, colour bool) *cobra.Command {
 		Long: `timectl inspects and controls a running timed through its control socket,
 and checks configuration files.
 
-Anyone may query (status, sources); changing commands (reload, makestep) need
+Anyone may query (status, sources); changing commands (reload, makestep, burst, add, remove) need
 root or membership of the group timed.` + "\n" + exitCodes,
 		SilenceUsage:  true,
 		SilenceErrors: true,
