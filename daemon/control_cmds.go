@@ -117,7 +117,7 @@ func addEntry(a control.AddArgs) (*config.NTPConfig, error) {
 }
 
 // AddSource starts an NTP server or pool given on the command line through
-// the reload path, and keeps it across reloads until RemoveSource. It
+// the reload path (update), and keeps it across reloads until RemoveSource. It
 // implements control.Backend.
 func (d *Daemon) AddSource(a control.AddArgs) (control.AddReply, error) {
 	entry, err := addEntry(a)
@@ -148,7 +148,7 @@ func (d *Daemon) AddSource(a control.AddArgs) (control.AddReply, error) {
 	default:
 		return control.AddReply{}, errors.New("no server or pool given")
 	}
-	if err := d.apply(&cfg); err != nil {
+	if _, _, _, err := d.update(&cfg); err != nil {
 		return control.AddReply{}, fmt.Errorf("daemon: %w", err)
 	}
 	d.mu.Lock()
@@ -179,7 +179,7 @@ func (d *Daemon) RemoveSource(source string) error {
 	isNot := func(address string, port int) bool { return sourceName(address, port) != name }
 	cfg.NTP.Servers = slices.DeleteFunc(slices.Clone(cfg.NTP.Servers), func(s config.NTPServer) bool { return !isNot(s.Address, s.Port) })
 	cfg.NTP.Pools = slices.DeleteFunc(slices.Clone(cfg.NTP.Pools), func(p config.NTPPool) bool { return !isNot(p.Address, p.Port) })
-	if err := d.apply(&cfg); err != nil {
+	if _, _, _, err := d.update(&cfg); err != nil {
 		return fmt.Errorf("daemon: %w", err)
 	}
 	d.mu.Lock()

@@ -164,7 +164,8 @@ line and column, and exits 1.` + "\n" + exitCodes,
 			Short: "Make timed re-read its configuration (as SIGHUP does)",
 			Long: `Make timed re-read its configuration file, as SIGHUP does. Sources added to
 the file are started and those removed are stopped; the others keep their
-state. An invalid file changes nothing and the errors are printed.` + "\n" + exitCodes,
+state, and sources added with timectl add stay. An invalid file changes
+nothing and the errors are printed.` + "\n" + exitCodes,
 			Args: noArgs,
 			RunE: func(cmd *cobra.Command, _ []string) error {
 				return g.change(ctx, cmd, "configuration reloaded", (*control.Client).Reload)
