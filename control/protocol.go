@@ -157,7 +157,7 @@ type NTSServerStatus struct {
 	// CookiesIssued counts the cookies handed out by NTS-KE;
 	// CookiesAccepted the NTP requests whose cookie opened and
 	// authenticated; CookiesRejected those whose cookie could not be
-	// opened (unknown or retired key, damaged), answered with a NAK.
+	// opened (unknown or retired key, damaged).
 	CookiesIssued   uint64 `json:"cookies_issued"`
 	CookiesAccepted uint64 `json:"cookies_accepted"`
 	CookiesRejected uint64 `json:"cookies_rejected"`
