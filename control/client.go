@@ -138,6 +138,70 @@ func (c *Client) Clients(ctx context.Context, limit int) (ClientsReply, error) {
 	return *resp.Clients, nil
 }
 
+// SourceStats asks what each source's filter knows.
+func (c *Client) SourceStats(ctx context.Context) (SourceStatsReply, error) {
+	resp, err := c.do(ctx, Request{Version: Version, Command: CmdSourceStats}, true)
+	if err != nil {
+		return SourceStatsReply{}, err
+	}
+	if resp.SourceStats == nil {
+		return SourceStatsReply{}, errors.New("control: sourcestats: the response has no sources")
+	}
+	return *resp.SourceStats, nil
+}
+
+// NTS asks for the NTS client and server state.
+func (c *Client) NTS(ctx context.Context) (NTSReply, error) {
+	resp, err := c.do(ctx, Request{Version: Version, Command: CmdNTS}, true)
+	if err != nil {
+		return NTSReply{}, err
+	}
+	if resp.NTS == nil {
+		return NTSReply{}, errors.New("control: nts: the response has no NTS state")
+	}
+	return *resp.NTS, nil
+}
+
+// Burst asks the NTP source named source (every one when empty) to send a
+// quick burst of requests now.
+func (c *Client) Burst(ctx context.Context, source string) (BurstReply, error) {
+	resp, err := c.change(ctx, CmdBurst, BurstArgs{Source: source})
+	if err != nil {
+		return BurstReply{}, err
+	}
+	if resp.Burst == nil {
+		return BurstReply{}, errors.New("control: burst: the response names no sources")
+	}
+	return *resp.Burst, nil
+}
+
+// AddSource asks timed to start an NTP server or pool.
+func (c *Client) AddSource(ctx context.Context, args AddArgs) (AddReply, error) {
+	resp, err := c.change(ctx, CmdAdd, args)
+	if err != nil {
+		return AddReply{}, err
+	}
+	if resp.Add == nil {
+		return AddReply{}, errors.New("control: add: the response names no source")
+	}
+	return *resp.Add, nil
+}
+
+// RemoveSource asks timed to stop an NTP server or pool.
+func (c *Client) RemoveSource(ctx context.Context, source string) error {
+	_, err := c.change(ctx, CmdRemove, RemoveArgs{Source: source})
+	return err
+}
+
+// change sends a changing command with its arguments.
+func (c *Client) change(ctx context.Context, cmd string, args any) (*Response, error) {
+	data, err := json.Marshal(args)
+	if err != nil {
+		return nil, fmt.Errorf("control: %s: %w", cmd, err)
+	}
+	return c.do(ctx, Request{Version: Version, Command: cmd, Args: data}, false)
+}
+
 // do sends one request and reads its response. A read-only request that
 // finds the connection closed by the server (after its idle timeout) is
 // sent once more on a new connection; a changing one is not, since it may

@@ -28,9 +28,11 @@
 //     A server answers a version it does not speak with ok=false and an
 //     error naming the version it does speak.
 //   - command (string, required): what to do, see below.
-//   - args (object, optional): the command's arguments. No version-1
-//     command takes any, and they ignore args. Commands added later (such
-//     as "sources add") take theirs here.
+//   - args (object, optional): the command's arguments: ClientsArgs for
+//     clients, BurstArgs for burst, AddArgs for add, RemoveArgs for
+//     remove. The other commands ignore args. The changing commands with
+//     arguments reject members they do not know, so that a misspelt option
+//     is an error rather than silently ignored.
 //
 // A response is one object:
 //
@@ -51,6 +53,24 @@
 //     SIGHUP does. No result.
 //   - makestep (root or the configured group): step the clock to the
 //     current estimate of true time at once. No result.
+//   - serverstats, clients, ptp (anyone): the NTP server's counters
+//     (ServerStatsReply), its busiest clients (ClientsReply, args
+//     ClientsArgs) and the PTP ports (PTPReply).
+//   - sourcestats (anyone): what each source's filter knows, as chronyc
+//     sourcestats (SourceStatsReply).
+//   - nts (anyone): the NTS client state of every NTS source and the NTS
+//     server's keys and counters (NTSReply).
+//   - burst (root or the configured group): the NTP sources, or the one
+//     named in BurstArgs (a pool by its name: all its members), send a
+//     quick burst of requests now. Result BurstReply: the sources that do.
+//   - add (root or the configured group): start the NTP server or pool of
+//     AddArgs, with the defaults and checks of the configuration file.
+//     Result AddReply: its name. Sources added so are kept across reloads
+//     until removed; a restart forgets them.
+//   - remove (root or the configured group): stop the NTP server or pool
+//     named in RemoveArgs (host:port, or the address alone), whether added
+//     at runtime or from the file (which brings it back at the next
+//     reload). No result.
 //
 // A changing command from a peer that is neither uid 0 nor in the
 // configured group (its primary gid) gets
@@ -63,7 +83,7 @@
 // request args, new response members and new fields inside results.
 // Clients and servers ignore members they do not know. A later command's
 // result gets its own response member named after it (for example
-// "sources", "serverstats", "clients", "ptp"), so existing members never change
+// "serverstats", "clients", "ptp", "sourcestats", "nts", "burst", "add"), so existing members never change
 // meaning. Anything incompatible bumps the version; a server may speak
 // several versions, answering each request in the version it was asked in.
 package control

@@ -27,6 +27,11 @@ const (
 	CmdServerStats = "serverstats"
 	CmdClients     = "clients" // args: ClientsArgs
 	CmdPTP         = "ptp"
+	CmdSourceStats = "sourcestats"
+	CmdNTS         = "nts"
+	CmdBurst       = "burst"  // args: BurstArgs
+	CmdAdd         = "add"    // args: AddArgs
+	CmdRemove      = "remove" // args: RemoveArgs
 )
 
 // Request is one command to timed.
@@ -51,6 +56,162 @@ type Response struct {
 	Clients *ClientsReply `json:"clients,omitempty"`
 	// PTP is the result of "ptp".
 	PTP *PTPReply `json:"ptp,omitempty"`
+	// SourceStats is the result of "sourcestats".
+	SourceStats *SourceStatsReply `json:"sourcestats,omitempty"`
+	// NTS is the result of "nts".
+	NTS *NTSReply `json:"nts,omitempty"`
+	// Burst is the result of "burst".
+	Burst *BurstReply `json:"burst,omitempty"`
+	// Add is the result of "add".
+	Add *AddReply `json:"add,omitempty"`
+}
+
+// SourceStatsReply is the result of "sourcestats": what the filter of each
+// source knows, in the engine's order (as chronyc sourcestats).
+type SourceStatsReply struct {
+	Sources []SourceStats `json:"sources"`
+}
+
+// SourceStats is one source's filter. Times are in seconds, frequencies in
+// ppm; the estimates are zero until the filter has one (Valid false).
+type SourceStats struct {
+	Name string `json:"name"`
+	Kind string `json:"kind"`
+	// Runtime is true for a source added with "add" (forgotten at restart).
+	Runtime bool `json:"runtime,omitempty"`
+	// Samples counts the measurements taken since the source started;
+	// Window those the filter holds now, Span the time from the oldest of
+	// them to the newest, Outliers those of them it left out.
+	Samples  int     `json:"samples"`
+	Window   int     `json:"window"`
+	Span     float64 `json:"span_s"`
+	Outliers int     `json:"outliers"`
+	// Valid says whether the filter has an estimate yet.
+	Valid bool `json:"valid"`
+	// Offset is the filtered offset now (positive: the local clock is
+	// behind) and StdDev its standard deviation; Noise the typical error
+	// of one measurement (the median over the window).
+	Offset float64 `json:"offset_s"`
+	StdDev float64 `json:"std_dev_s"`
+	Noise  float64 `json:"noise_s"`
+	// Frequency is the source's estimate of the oscillator's frequency
+	// error and FrequencyUncertainty its standard deviation, in ppm.
+	Frequency            float64 `json:"frequency_ppm"`
+	FrequencyUncertainty float64 `json:"frequency_uncertainty_ppm"`
+	// MinDelay is the path's minimum delay the filter weighs samples by.
+	MinDelay float64 `json:"min_delay_s"`
+	// Poll is the poll interval, log2 seconds.
+	Poll int `json:"poll"`
+	// Restarts counts the times the filter started again from its newest
+	// samples because the source's time jumped; Dropped the measurements
+	// the engine refused (straddling a step or a leap second, malformed).
+	Restarts int `json:"restarts"`
+	Dropped  int `json:"dropped"`
+}
+
+// NTSReply is the result of "nts": the NTS client side of every NTS source
+// and, when timed serves NTS, its server side.
+type NTSReply struct {
+	Clients []NTSClientStatus `json:"clients"`
+	// Server is nil unless server.nts is configured.
+	Server *NTSServerStatus `json:"server,omitempty"`
+}
+
+// NTSClientStatus is one NTS source. Times are in seconds.
+type NTSClientStatus struct {
+	// Name is the engine source's name; KEServer the NTS-KE server as
+	// host:port.
+	Name     string `json:"name"`
+	KEServer string `json:"ke_server"`
+	// KEState is "ok" (the last key exchange succeeded), "failed" (it
+	// did not: KEError says why, RetryIn when the next is tried) or
+	// "pending" (none finished yet).
+	KEState string  `json:"ke_state"`
+	KEError string  `json:"ke_error,omitempty"`
+	RetryIn float64 `json:"retry_in_s,omitempty"`
+	// LastKEAgo is the time since the last successful key exchange
+	// (absent before the first); KEs counts them.
+	LastKEAgo float64 `json:"last_ke_ago_s,omitempty"`
+	KEs       uint64  `json:"ke_count"`
+	// AEAD is the algorithm negotiated (such as AEAD_AES_SIV_CMAC_256);
+	// NTPServer the NTP server and port the key exchange named.
+	AEAD      string `json:"aead,omitempty"`
+	NTPServer string `json:"ntp_server,omitempty"`
+	// Cookies is how many cookies the client holds, of MaxCookies.
+	Cookies    int `json:"cookies"`
+	MaxCookies int `json:"max_cookies"`
+	// NAKs counts NTS NAKs received; AuthFailures responses that failed
+	// authentication (bad tag, unique identifier mismatch, no NTS fields).
+	NAKs         uint64 `json:"naks"`
+	AuthFailures uint64 `json:"auth_failures"`
+}
+
+// NTSServerStatus is the server side of NTS: the NTS-KE and NTP counters
+// of NTSServerStats and the cookie keys.
+type NTSServerStatus struct {
+	NTSServerStats
+	// KeyID is the id of the key that seals new cookies (8 hex digits);
+	// KeyRotatesIn the seconds until the next key is made.
+	KeyID        string  `json:"key_id"`
+	KeyRotatesIn float64 `json:"key_rotates_in_s"`
+	// CookiesIssued counts the cookies handed out by NTS-KE;
+	// CookiesAccepted the NTP requests whose cookie opened and
+	// authenticated; CookiesRejected those whose cookie could not be
+	// opened (unknown or retired key, damaged).
+	CookiesIssued   uint64 `json:"cookies_issued"`
+	CookiesAccepted uint64 `json:"cookies_accepted"`
+	CookiesRejected uint64 `json:"cookies_rejected"`
+}
+
+// BurstArgs are the arguments of "burst".
+type BurstArgs struct {
+	// Source is the name of the NTP source to burst (as "sources" shows
+	// it); empty means every NTP source.
+	Source string `json:"source,omitempty"`
+}
+
+// BurstReply is the result of "burst".
+type BurstReply struct {
+	// Sources are the names of the sources that will send a burst.
+	Sources []string `json:"sources"`
+}
+
+// Source types of AddArgs.
+const (
+	AddServer = "server"
+	AddPool   = "pool"
+)
+
+// AddArgs are the arguments of "add": an NTP server or pool to start now,
+// as an entry of ntp.servers or ntp.pools would. Added sources survive a
+// reload; a restart forgets them.
+type AddArgs struct {
+	// Type is AddServer or AddPool.
+	Type string `json:"type"`
+	// Address is a host name or IP address, without the port; Port 0
+	// means 123.
+	Address string `json:"address"`
+	Port    int    `json:"port,omitempty"`
+	IBurst  bool   `json:"iburst,omitempty"`
+	NTS     bool   `json:"nts,omitempty"`
+	Prefer  bool   `json:"prefer,omitempty"`
+	// MinPoll and MaxPoll bound the poll interval (log2 seconds); absent
+	// means the defaults.
+	MinPoll *int `json:"minpoll,omitempty"`
+	MaxPoll *int `json:"maxpoll,omitempty"`
+}
+
+// AddReply is the result of "add".
+type AddReply struct {
+	// Name is the source's name, host:port.
+	Name string `json:"name"`
+}
+
+// RemoveArgs are the arguments of "remove".
+type RemoveArgs struct {
+	// Source is an NTP server or pool by the name "sources" shows
+	// (host:port) or by its address alone.
+	Source string `json:"source"`
 }
 
 // PTPReply is the result of "ptp": every configured PTP port.

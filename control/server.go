@@ -36,6 +36,17 @@ type Backend interface {
 	Clients(limit int) ClientsReply
 	// PTP returns the PTP ports.
 	PTP() PTPReply
+	// SourceStats returns what each source's filter knows.
+	SourceStats() SourceStatsReply
+	// NTS returns the NTS client and server state.
+	NTS() NTSReply
+	// Burst makes the NTP source named source (all of them when empty)
+	// send a quick burst of requests now.
+	Burst(source string) (BurstReply, error)
+	// AddSource starts an NTP server or pool; args are checked already.
+	AddSource(args AddArgs) (AddReply, error)
+	// RemoveSource stops an NTP server or pool.
+	RemoveSource(source string) error
 }
 
 // DefaultClientsLimit is how many clients "clients" returns by default, and
@@ -77,22 +88,118 @@ var commands = map[string]command{
 		st := b.PTP()
 		return Response{PTP: &st}, nil
 	}},
+	CmdSourceStats: {run: func(b Backend, _ Request) (Response, error) {
+		st := b.SourceStats()
+		return Response{SourceStats: &st}, nil
+	}},
+	CmdNTS: {run: func(b Backend, _ Request) (Response, error) {
+		st := b.NTS()
+		return Response{NTS: &st}, nil
+	}},
+	CmdBurst: {change: true, run: func(b Backend, req Request) (Response, error) {
+		var args BurstArgs
+		if err := decodeArgs(req, &args); err != nil {
+			return Response{}, err
+		}
+		if args.Source != "" {
+			if err := checkName("source", args.Source); err != nil {
+				return Response{}, err
+			}
+		}
+		r, err := b.Burst(args.Source)
+		return Response{Burst: &r}, err
+	}},
+	CmdAdd: {change: true, run: func(b Backend, req Request) (Response, error) {
+		var args AddArgs
+		if err := decodeArgs(req, &args); err != nil {
+			return Response{}, err
+		}
+		if err := args.check(); err != nil {
+			return Response{}, err
+		}
+		r, err := b.AddSource(args)
+		return Response{Add: &r}, err
+	}},
+	CmdRemove: {change: true, run: func(b Backend, req Request) (Response, error) {
+		var args RemoveArgs
+		if err := decodeArgs(req, &args); err != nil {
+			return Response{}, err
+		}
+		if err := checkName("source", args.Source); err != nil {
+			return Response{}, err
+		}
+		return Response{}, b.RemoveSource(args.Source)
+	}},
 	CmdClients: {run: func(b Backend, req Request) (Response, error) {
 		var args ClientsArgs
-		if len(req.Args) > 0 {
-			if err := json.Unmarshal(req.Args, &args); err != nil {
-				return Response{}, fmt.Errorf("clients: bad arguments: %v", err)
-			}
+		if err := decodeArgs(req, &args); err != nil {
+			return Response{}, err
 		}
 		switch {
 		case args.Limit == 0:
 			args.Limit = DefaultClientsLimit
 		case args.Limit < 0 || args.Limit > MaxClientsLimit:
-			return Response{}, fmt.Errorf("clients: limit %d out of range 1..%d", args.Limit, MaxClientsLimit)
+			return Response{}, fmt.Errorf("limit %d out of range 1..%d", args.Limit, MaxClientsLimit)
 		}
 		cl := b.Clients(args.Limit)
 		return Response{Clients: &cl}, nil
 	}},
+}
+
+// decodeArgs decodes the request's args into v (strictly: unknown members
+// are an error, so that a typo is not silently ignored by a changing
+// command); absent args leave v as it is.
+func decodeArgs(req Request, v any) error {
+	if len(req.Args) == 0 || bytes.Equal(req.Args, []byte("null")) {
+		return nil
+	}
+	dec := json.NewDecoder(bytes.NewReader(req.Args))
+	if req.Command != CmdClients {
+		dec.DisallowUnknownFields()
+	}
+	if err := dec.Decode(v); err != nil {
+		return fmt.Errorf("bad arguments: %v", err)
+	}
+	return nil
+}
+
+// maxNameLen bounds host names and source names in arguments (a DNS name
+// has at most 253 characters; with a port and brackets a little more).
+const maxNameLen = 270
+
+// checkName rejects an empty, overlong or unprintable name.
+func checkName(what, name string) error {
+	switch {
+	case name == "":
+		return fmt.Errorf("no %s given", what)
+	case len(name) > maxNameLen:
+		return fmt.Errorf("%s is %d bytes long; at most %d", what, len(name), maxNameLen)
+	case strings.HasPrefix(name, "-"):
+		return fmt.Errorf("%s %q must not start with '-'", what, name)
+	}
+	for _, r := range name {
+		if r <= ' ' || r == 0x7f || r == '/' || r == '\\' || r == '"' || r == '\'' || r == '#' {
+			return fmt.Errorf("%s %q: character %q not allowed", what, name, r)
+		}
+	}
+	return nil
+}
+
+// check rejects arguments of "add" that cannot name an NTP source.
+func (a AddArgs) check() error {
+	if a.Type != AddServer && a.Type != AddPool {
+		return fmt.Errorf("type %q: want %q or %q", a.Type, AddServer, AddPool)
+	}
+	if err := checkName("address", a.Address); err != nil {
+		return err
+	}
+	if strings.ContainsAny(a.Address, "[]") || strings.Count(a.Address, ":") == 1 {
+		return fmt.Errorf("address %q: give the port apart (port), and an IPv6 address without brackets", a.Address)
+	}
+	if a.Port < 0 || a.Port > 65535 {
+		return fmt.Errorf("port %d out of range 1..65535", a.Port)
+	}
+	return nil
 }
 
 // knownCommands lists the commands for error messages.

@@ -28,6 +28,11 @@ type fakeBackend struct {
 	reloadErr error
 	panicky   bool
 	block     chan struct{} // when set, Status waits for it to close
+
+	mu      sync.Mutex // guards the record of source changes below
+	added   []AddArgs
+	removed []string
+	bursts  []string
 }
 
 func (b *fakeBackend) Status() StatusReply {
@@ -394,7 +399,7 @@ func TestBadRequests(t *testing.T) {
 		{`{"version":1,"command":7}`, `"command" must be a string`},
 		{`{"version":1,"command":"status"} {}`, "malformed request"},
 		{`{"version":1,"command":"status","args":[1]}`, `"args" must be an object`},
-		{`{"version":1,"command":"frob"}`, `unknown command "frob" (known: clients, makestep, ptp, reload, serverstats, status)`},
+		{`{"version":1,"command":"frob"}`, `unknown command "frob" (known: add, burst, clients, makestep, nts, ptp, reload, remove, serverstats, sourcestats, status)`},
 		{`{"version":1,"command":"clients","args":{"limit":-1}}`, "limit -1 out of range 1..10000"},
 		{`{"version":1,"command":"clients","args":{"limit":"x"}}`, "clients: bad arguments"},
 		{`{"version":1,"command":"STATUS"}`, `unknown command "STATUS"`},
@@ -750,6 +755,11 @@ func FuzzDecodeRequest(f *testing.F) {
 		`{"version":1,"command":"reload","args":{}}`,
 		`{"version":1,"command":"x","args":null}`,
 		`{"version":2}`, `[]`, `{`, `null`, `{"version":1e400}`, `  {"command":""}  `,
+		`{"version":1,"command":"add","args":{"type":"server","address":"192.0.2.1","port":123,"minpoll":-2}}`,
+		`{"version":1,"command":"add","args":{"type":"pool","address":"pool.example","nts":true}}`,
+		`{"version":1,"command":"remove","args":{"source":"192.0.2.1:123"}}`,
+		`{"version":1,"command":"burst","args":{"source":""}}`,
+		`{"version":1,"command":"sourcestats"}`, `{"version":1,"command":"nts"}`,
 	} {
 		f.Add([]byte(s))
 	}
@@ -772,12 +782,15 @@ func FuzzDecodeRequest(f *testing.F) {
 		}
 		// The whole handler answers anything without panicking, and its
 		// answer encodes.
-		resp := s.handle(data, &peerCred{UID: 1000, GID: 1000}, nil)
-		if resp.Version != Version || (!resp.OK && resp.Error == "") {
-			t.Fatalf("response %+v", resp)
-		}
-		if _, err := json.Marshal(resp); err != nil {
-			t.Fatal(err)
+		// As root, changing commands get to check their arguments.
+		for _, cred := range []*peerCred{{UID: 1000, GID: 1000}, {UID: 0}} {
+			resp := s.handle(data, cred, nil)
+			if resp.Version != Version || (!resp.OK && resp.Error == "") {
+				t.Fatalf("response %+v", resp)
+			}
+			if _, err := json.Marshal(resp); err != nil {
+				t.Fatal(err)
+			}
 		}
 	})
 }

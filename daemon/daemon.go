@@ -111,7 +111,8 @@ type Daemon struct {
 	// latest of each.
 	refclockReaders map[string]refclockReader
 	pools           map[config.NTPPool]*task
-	ntp             *ntpServer // the NTP server; nil when none is configured
+	added           runtimeSources // sources added with `timectl add`
+	ntp             *ntpServer     // the NTP server; nil when none is configured
 
 	tasks sync.WaitGroup // every source and pool goroutine
 
@@ -486,6 +487,7 @@ func (d *Daemon) saveDrift(stopping bool) {
 func (d *Daemon) Status() control.StatusReply {
 	d.mu.Lock()
 	st := d.eng.Status(d.clk.Now())
+	d.markRuntimeLocked(&st)
 	d.mu.Unlock()
 	info := control.ClockInfo{Driver: d.clk.Name()}
 	if v, ok := d.clk.(interface{ OffsetFromSystem() time.Duration }); ok {

@@ -7,6 +7,7 @@ import (
 	"path/filepath"
 	"sort"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -130,10 +131,13 @@ func (e *fakeEngine) MakeStep() {
 
 // fakeSource reports each measurement it is sent, then waits for ctx.
 type fakeSource struct {
-	name string
-	in   chan sources.Measurement
-	fail error // returned at once by Run when set
+	name   string
+	in     chan sources.Measurement
+	fail   error        // returned at once by Run when set
+	bursts atomic.Int32 // calls of Burst
 }
+
+func (s *fakeSource) Burst() { s.bursts.Add(1) }
 
 func (s *fakeSource) Name() string { return s.name }
 

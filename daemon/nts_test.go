@@ -194,6 +194,12 @@ func TestNTSReload(t *testing.T) {
 		}
 	}
 	check("start", true, on.Listen[0])
+	// timectl nts: the key in use and its rotation, the cookies of the
+	// key exchange just made.
+	if n := d.NTS().Server; n == nil || len(n.KeyID) != 8 || n.KeyRotatesIn <= 3500 || n.KeyRotatesIn > 3600 ||
+		n.Exchanges != 1 || n.CookiesIssued != ke.CookiesPerResponse {
+		t.Errorf("NTS().Server = %+v; want a key rotating within the hour and one exchange's cookies", n)
+	}
 
 	apply := func(nc config.NTSServerConfig, listen ...netip.AddrPort) {
 		t.Helper()

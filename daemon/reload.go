@@ -17,7 +17,8 @@ import (
 // unchanged keep running with their state. A server whose options changed
 // is restarted. Sections that need a restart (clock, engine, control,
 // metrics, log) are reported in the log and left as they are. An invalid
-// file changes nothing: the errors are logged and returned. It implements
+// file changes nothing: the errors are logged and returned. Sources added
+// with AddSource are kept unless the file lists them. It implements
 // control.Backend.
 func (d *Daemon) Reload() error {
 	d.reloadMu.Lock()
@@ -28,6 +29,7 @@ func (d *Daemon) Reload() error {
 			zap.String("file", path), zap.Errors("errors", splitErrors(err)))
 		return err // config errors name the file, line and key
 	}
+	d.withRuntimeSources(cfg)
 	if err := d.apply(cfg); err != nil {
 		return fmt.Errorf("daemon: %w", err)
 	}
@@ -60,12 +62,24 @@ func splitErrors(err error) []error {
 	return []error{err}
 }
 
-// apply moves the running daemon to cfg.
+// apply moves the running daemon to cfg and logs what it did.
 func (d *Daemon) apply(cfg *config.Config) error {
+	added, removed, kept, err := d.update(cfg)
+	if err != nil {
+		return err
+	}
+	d.log.Info("configuration reloaded", zap.Int("sources_added", added),
+		zap.Int("sources_removed", removed), zap.Int("sources_kept", kept))
+	return nil
+}
+
+// update moves the running daemon to cfg and returns how many NTP servers
+// and pools it started, stopped and kept.
+func (d *Daemon) update(cfg *config.Config) (added, removed, kept int, err error) {
 	d.mu.Lock()
 	if d.ctx == nil {
 		d.mu.Unlock()
-		return errors.New("timed is not running")
+		return 0, 0, 0, errors.New("timed is not running")
 	}
 	old := d.cfg
 	for _, s := range []struct {
@@ -110,7 +124,7 @@ func (d *Daemon) apply(cfg *config.Config) error {
 	stop, kept := dropUnwanted(d.servers, wantServers)
 	stopPools, keptPools := dropUnwanted(d.pools, wantPools)
 	stop = append(stop, stopPools...)
-	removed, kept := len(stop), kept+keptPools
+	removed, kept = len(stop), kept+keptPools
 	d.mu.Unlock()
 
 	// Stop first, so that a server re-added with new options does not meet
@@ -122,11 +136,9 @@ func (d *Daemon) apply(cfg *config.Config) error {
 	d.mu.Lock()
 	before := len(d.servers) + len(d.pools)
 	d.startSourcesLocked(cfg.NTP)
-	added := len(d.servers) + len(d.pools) - before
+	added = len(d.servers) + len(d.pools) - before
 	d.mu.Unlock()
-	d.log.Info("configuration reloaded", zap.Int("sources_added", added),
-		zap.Int("sources_removed", removed), zap.Int("sources_kept", kept))
-	return nil
+	return added, removed, kept, nil
 }
 
 // dropUnwanted removes from running the tasks whose key is not wanted and

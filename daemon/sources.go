@@ -33,6 +33,8 @@ type reporter struct {
 	name    string
 	src     sources.Source
 	removed bool // guarded by d.mu
+	// pool is the name of the pool the source belongs to; "" for others.
+	pool string
 	// cancel and done belong to sources started through a Registry (pool
 	// members); nil for configured servers, whose task owns them.
 	cancel context.CancelFunc
@@ -247,7 +249,7 @@ func (d *Daemon) runSource(ctx context.Context, what string, log *zap.Logger, op
 // all go when the pool does.
 func (d *Daemon) runPool(ctx context.Context, pc config.NTPPool) {
 	log := d.log.With(zap.String("pool", net.JoinHostPort(pc.Address, strconv.Itoa(pc.Port))))
-	reg := &poolRegistry{d: d, ctx: ctx, log: log, members: map[string]*reporter{}}
+	reg := &poolRegistry{d: d, ctx: ctx, log: log, name: sourceName(pc.Address, pc.Port), members: map[string]*reporter{}}
 	defer reg.removeAll()
 	delay := retryMin
 	for {
@@ -275,9 +277,10 @@ func (d *Daemon) runPool(ctx context.Context, pc config.NTPPool) {
 // A member that stops with an error keeps its fault in the engine until the
 // pool removes it.
 type poolRegistry struct {
-	d   *Daemon
-	ctx context.Context
-	log *zap.Logger
+	d    *Daemon
+	ctx  context.Context
+	log  *zap.Logger
+	name string // the pool's
 
 	members map[string]*reporter // guarded by d.mu
 }
@@ -291,6 +294,7 @@ func (p *poolRegistry) Add(src sources.Source, opts sources.SourceOptions) error
 	ctx, cancel := context.WithCancel(p.ctx)
 	rep.cancel, rep.done = cancel, make(chan struct{})
 	p.d.mu.Lock()
+	rep.pool = p.name
 	p.members[name] = rep
 	p.d.mu.Unlock()
 	p.d.tasks.Go(func() {

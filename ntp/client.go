@@ -92,6 +92,9 @@ type Client struct {
 
 	keCount     atomic.Uint64 // NTS key exchanges made
 	cookiesLeft atomic.Int32  // NTS cookies held
+	ke          keStatus      // the last key exchange; guarded by mu
+
+	burst chan struct{} // Burst's request to the running session
 }
 
 // ModeCounts counts the measurements a client reported, by the mode of the
@@ -154,7 +157,8 @@ func NewClient(cfg ClientConfig, tb sources.Timebase, log *zap.Logger) (*Client,
 		log.Info("xleave is not used with NTS yet: basic mode", zap.String("source", name))
 		cfg.XLeave = false
 	}
-	return &Client{cfg: cfg, name: name, tb: tb, log: log.With(zap.String("source", name)), dropped: map[string]uint64{}, dropWarned: map[string]time.Time{}}, nil
+	return &Client{cfg: cfg, name: name, tb: tb, log: log.With(zap.String("source", name)), dropped: map[string]uint64{}, dropWarned: map[string]time.Time{},
+		burst: make(chan struct{}, 1)}, nil
 }
 
 // Name returns "host:port" (or "ip:port", "[ipv6]:port").
@@ -321,13 +325,29 @@ type session struct {
 
 var errDemobilize = errors.New("demobilize")
 
+// burstRequests is how many requests a burst (iburst, Burst) sends, two
+// seconds apart or at the poll interval when that is shorter.
+const burstRequests = 4
+
+// Burst makes the running client send a quick burst of requests now (as
+// chronyc burst): the first at once, or as soon as the request in flight is
+// answered or times out. A burst asked for while one is pending is one
+// burst; a client not running (waiting for a key exchange or a retry) takes
+// it when it polls next.
+func (c *Client) Burst() {
+	select {
+	case c.burst <- struct{}{}:
+	default:
+	}
+}
+
 // Run polls the server until ctx is done. It returns nil then, or an error
 // when the server refuses service (kiss-of-death DENY or RSTR).
 func (c *Client) Run(ctx context.Context, r sources.Reporter) error {
 	s := &session{c: c, r: r}
 	defer s.closeConn()
 	if c.cfg.IBurst {
-		s.burstLeft = 4
+		s.burstLeft = burstRequests
 	}
 	for {
 		if s.needKE() {
@@ -535,6 +555,16 @@ func (s *session) poll(ctx context.Context, interval time.Duration) error {
 		case <-wait.C:
 			s.expireCurrent()
 			return nil
+		case <-c.burst:
+			// A burst starts with a request now, or as soon as the
+			// current one is answered or given up on.
+			s.burstLeft = burstRequests
+			at := time.Now()
+			if s.cur != nil && !s.cur.answered && !s.cur.expired {
+				at = sent.Add(timeout(interval))
+			}
+			next = at
+			wait.Reset(time.Until(next))
 		case p := <-s.rx:
 			if err := s.handle(p); err != nil {
 				return err

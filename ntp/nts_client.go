@@ -108,6 +108,7 @@ func (s *session) keyExchange(ctx context.Context) bool {
 				s.reresolve = true
 				c.keCount.Add(1)
 				c.cookiesLeft.Store(int32(len(res.Cookies)))
+				c.setKEStatus(keStatus{at: time.Now(), aead: res.AEAD, ntpServer: res.NTPAddr()})
 				c.log.Info("NTS key exchange done", zap.String("ke_server", server),
 					zap.String("ntp_server", res.NTPAddr()), zap.Int("cookies", len(res.Cookies)),
 					zap.Duration("took", time.Since(start)))
@@ -125,7 +126,11 @@ func (s *session) keyExchange(ctx context.Context) bool {
 		} else {
 			s.keRetry = min(2*s.keRetry, ntsRetryMax)
 		}
-		if !wait.For(ctx, max(s.keRetry, s.interval())) {
+		retry := max(s.keRetry, s.interval())
+		c.mu.Lock()
+		c.ke.err, c.ke.retryAt = err.Error(), time.Now().Add(retry)
+		c.mu.Unlock()
+		if !wait.For(ctx, retry) {
 			return false
 		}
 	}
@@ -187,4 +192,58 @@ func (s *session) verifyNTS(req *request, data []byte) (bool, error) {
 // exchanges it made.
 func (c *Client) NTSCookies() (cookies int, exchanges uint64) {
 	return int(c.cookiesLeft.Load()), c.keCount.Load()
+}
+
+// keStatus is what the client knows of its last key exchanges.
+type keStatus struct {
+	at        time.Time // the last successful one; zero before
+	aead      uint16
+	ntpServer string
+	err       string    // why the last one failed; "" after a success
+	retryAt   time.Time // when the next is tried after a failure
+}
+
+func (c *Client) setKEStatus(k keStatus) {
+	c.mu.Lock()
+	c.ke = k
+	c.mu.Unlock()
+}
+
+// NTSStatus is the NTS state of a client, for `timectl nts`.
+type NTSStatus struct {
+	// KEServer is the NTS-KE server as host:port.
+	KEServer string
+	// LastKE is the time of the last successful key exchange (zero before
+	// the first), with the AEAD and the NTP server (host:port) it gave.
+	LastKE    time.Time
+	AEAD      uint16
+	NTPServer string
+	// KEError says why the last key exchange failed ("" if it did not);
+	// RetryAt is when the next is tried then.
+	KEError string
+	RetryAt time.Time
+	// KEs counts successful key exchanges; Cookies the cookies held, of
+	// MaxCookies.
+	KEs                 uint64
+	Cookies, MaxCookies int
+	// NAKs counts NTS NAKs received, AuthFailures responses that did not
+	// authenticate.
+	NAKs, AuthFailures uint64
+}
+
+// NTSStatus returns the client's NTS state; ok is false when the client
+// does not use NTS.
+func (c *Client) NTSStatus() (st NTSStatus, ok bool) {
+	if c.cfg.NTS == nil {
+		return NTSStatus{}, false
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return NTSStatus{
+		KEServer: c.keServer(), LastKE: c.ke.at, AEAD: c.ke.aead, NTPServer: c.ke.ntpServer,
+		KEError: c.ke.err, RetryAt: c.ke.retryAt,
+		KEs: c.keCount.Load(), Cookies: int(c.cookiesLeft.Load()), MaxCookies: ntsCookies,
+		NAKs:         c.dropped[DropNTSNAK],
+		AuthFailures: c.dropped[DropNTSAuth] + c.dropped[DropNTSReplay] + c.dropped[DropNTSUnauthenticated],
+	}, true
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/tls"
 	"encoding/binary"
+	"fmt"
 	"net"
 	"net/netip"
 	"reflect"
@@ -218,6 +219,12 @@ func TestNTSClientAuthenticates(t *testing.T) {
 	if got, want := c.RemoteAddr(), srv.conn.LocalAddr().(*net.UDPAddr).AddrPort(); got != want {
 		t.Errorf("NTP server %v, want %v (from the key exchange)", got, want)
 	}
+	st, ok := c.NTSStatus()
+	if !ok || st.KEs != 1 || st.Cookies != ntsCookies || st.MaxCookies != ntsCookies || st.AEAD != nts.AEADAESSIVCMAC256 ||
+		st.NTPServer != c.RemoteAddr().String() || st.KEError != "" || time.Since(st.LastKE) > 10*time.Second ||
+		st.KEServer != fmt.Sprintf("127.0.0.1:%d", srv.kePort) || st.NAKs != 0 || st.AuthFailures != 0 {
+		t.Errorf("NTSStatus() = %+v, %v", st, ok)
+	}
 }
 
 // TestNTSClientRejects checks that tampered, replayed, unauthenticated and
@@ -327,6 +334,9 @@ func TestNTSClientNewKeyExchange(t *testing.T) {
 			if _, kes := c.NTSCookies(); kes < 2 {
 				t.Errorf("client made %d key exchanges", kes)
 			}
+			if st, _ := c.NTSStatus(); tt.drop == DropNTSNAK && st.NAKs == 0 {
+				t.Errorf("NTSStatus() = %+v: no NAK counted", st)
+			}
 		})
 	}
 }
@@ -360,6 +370,13 @@ func TestNTSClientKeyExchangeFails(t *testing.T) {
 			}
 			if !c.Unreachable() {
 				t.Error("not unreachable")
+			}
+			deadline := time.Now().Add(2 * time.Second)
+			for st, _ := c.NTSStatus(); !strings.Contains(st.KEError, tt.want) || !st.RetryAt.After(time.Now()) || !st.LastKE.IsZero(); st, _ = c.NTSStatus() {
+				if time.Now().After(deadline) {
+					t.Fatalf("NTSStatus() = %+v; want the failure %q and a retry time ahead", st, tt.want)
+				}
+				time.Sleep(5 * time.Millisecond)
 			}
 		})
 	}

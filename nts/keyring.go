@@ -133,6 +133,18 @@ func (r *KeyRing) Rotate(now time.Time) (bool, error) {
 	return changed, nil
 }
 
+// Current returns the id of the key that seals new cookies and when it was
+// made; ok is false while the ring is empty.
+func (r *KeyRing) Current() (id uint32, created time.Time, ok bool) {
+	r.mu.RLock()
+	defer r.mu.RUnlock()
+	k := r.current()
+	if k == nil {
+		return 0, time.Time{}, false
+	}
+	return k.id, k.created, true
+}
+
 // current returns the key that seals, or nil; r.mu must be held.
 func (r *KeyRing) current() *cookieKey {
 	if len(r.keys) == 0 {

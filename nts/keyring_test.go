@@ -85,6 +85,9 @@ func TestRotate(t *testing.T) {
 		{20 * time.Hour, true, 1, 4},             // after a long stop: one new key, all others retired
 		{19 * time.Hour, false, 1, 4},            // the clock went back: nothing dropped, nothing added
 	}
+	if _, _, ok := r.Current(); ok {
+		t.Error("an empty ring has a current key")
+	}
 	var first uint32
 	for i, s := range steps {
 		changed, err := r.Rotate(t0.Add(s.at))
@@ -98,6 +101,9 @@ func TestRotate(t *testing.T) {
 		if changed != s.changed || len(ids) != s.keys || ids[len(ids)-1] != first+s.added {
 			t.Errorf("step %d (+%v): changed %v, keys %x; want changed %v, %d keys, current %x",
 				i, s.at, changed, ids, s.changed, s.keys, first+s.added)
+		}
+		if id, _, ok := r.Current(); !ok || id != ids[len(ids)-1] {
+			t.Errorf("step %d: Current() = %x, %v; want %x", i, id, ok, ids[len(ids)-1])
 		}
 	}
 }

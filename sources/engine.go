@@ -62,6 +62,7 @@ type source struct {
 	seq       int // engine measurement sequence number of the last sample
 	samples   int
 	dropped   int
+	restarts  int // filter restarts after the source's time jumped
 	state     SourceState
 	reason    string
 	// outSince is the local time (s) since which a bounded source has been
@@ -188,6 +189,7 @@ func (e *Engine) Measured(name string, m Measurement) {
 		precision: m.Precision.Seconds(),
 	}
 	if s.f.add(smp) {
+		s.restarts++
 		e.log.Warn("source's time jumped; its filter restarts from the newest samples",
 			zap.String("source", name), zap.Float64("offset_s", off))
 	}
@@ -776,7 +778,8 @@ func (e *Engine) sourceStatus(s *source, u, corr float64) SourceStatus {
 		Reach: s.reach, Poll: s.poll, Samples: s.samples,
 		LastOffset: s.last.Offset.Seconds(), Delay: s.last.Delay.Seconds(),
 		RootDelay: s.last.RootDelay.Seconds(), RootDispersion: s.last.RootDispersion.Seconds(),
-		Dropped: s.dropped, Asymmetry: s.f.asymmetry,
+		Dropped: s.dropped, Restarts: s.restarts, Asymmetry: s.f.asymmetry,
+		Window: len(s.f.win), Span: s.f.span(), Outliers: s.f.outliers(), Noise: s.f.noise,
 		Prefer: s.opts.Prefer, NoSelect: s.opts.NoSelect, Trust: s.opts.Trust, Require: s.opts.Require,
 	}
 	if s.samples > 0 && e.started {

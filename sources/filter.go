@@ -159,6 +159,26 @@ func (f *filter) add(s sample) (jumped bool) {
 	return false
 }
 
+// span is the raw time from the oldest sample in the window to the newest
+// (seconds; 0 with fewer than two).
+func (f *filter) span() float64 {
+	if len(f.win) < 2 {
+		return 0
+	}
+	return f.win[len(f.win)-1].u - f.win[0].u
+}
+
+// outliers counts the samples in the window the estimate left out.
+func (f *filter) outliers() int {
+	n := 0
+	for i := range f.win {
+		if f.win[i].outlier {
+			n++
+		}
+	}
+	return n
+}
+
 // jumpedTo reports whether the newest samples are outliers on one side that
 // agree with each other: the source's time jumped.
 func (f *filter) jumpedTo() bool {

@@ -124,6 +124,20 @@ type SourceStatus struct {
 	// Dropped counts measurements the engine refused (they straddled a
 	// clock step or a leap second, or were malformed).
 	Dropped int `json:"dropped"`
+	// Window is how many samples the filter holds now, Span the time from
+	// the oldest of them to the newest (s), Outliers how many of them the
+	// estimate leaves out, and Noise the typical error of one measurement
+	// (s, one sigma: the median over the window).
+	Window   int     `json:"window"`
+	Span     float64 `json:"span_s"`
+	Outliers int     `json:"outliers"`
+	Noise    float64 `json:"noise_s"`
+	// Restarts counts the times the filter started again from its newest
+	// samples because the source's time jumped.
+	Restarts int `json:"restarts"`
+	// Runtime is true for an NTP source added with `timectl add` rather
+	// than from the configuration file (set by the daemon).
+	Runtime bool `json:"runtime,omitempty"`
 	// Asymmetry is the fraction of each sample's excess delay taken out as
 	// the path's jitter asymmetry (0 on a symmetric path, ±0.5 at most).
 	Asymmetry float64 `json:"asymmetry"`

@@ -86,7 +86,7 @@ func newRootCommand(ctx context.Context, colour bool) *cobra.Command {
 		Long: `timectl inspects and controls a running timed through its control socket,
 and checks configuration files.
 
-Anyone may query (status, sources); changing commands (reload, makestep) need
+Anyone may query (status, sources); changing commands (reload, makestep, burst, add, remove) need
 root or membership of the group timed.` + "\n" + exitCodes,
 		SilenceUsage:  true,
 		SilenceErrors: true,
@@ -143,6 +143,11 @@ samples given to the engine and the inputs dropped, by reason.` + "\n" + jsonNot
 		serverStatsCommand(ctx, g),
 		clientsCommand(ctx, g),
 		ptpCommand(ctx, g),
+		sourceStatsCommand(ctx, g),
+		ntsCommand(ctx, g),
+		burstCommand(ctx, g),
+		addCommand(ctx, g),
+		removeCommand(ctx, g),
 		waitsyncCommand(ctx, g),
 		watchCommand(ctx, g),
 		compareCommand(ctx, g),
@@ -161,7 +166,8 @@ line and column, and exits 1.` + "\n" + exitCodes,
 			Short: "Make timed re-read its configuration (as SIGHUP does)",
 			Long: `Make timed re-read its configuration file, as SIGHUP does. Sources added to
 the file are started and those removed are stopped; the others keep their
-state. An invalid file changes nothing and the errors are printed.` + "\n" + exitCodes,
+state, and sources added with timectl add stay. An invalid file changes
+nothing and the errors are printed.` + "\n" + exitCodes,
 			Args: noArgs,
 			RunE: func(cmd *cobra.Command, _ []string) error {
 				return g.change(ctx, cmd, "configuration reloaded", (*control.Client).Reload)

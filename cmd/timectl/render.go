@@ -245,7 +245,7 @@ func renderSources(w io.Writer, srcs []sources.SourceStatus, refclocks []control
 			off = fmtOffset(s.Offset, s.Uncertainty)
 			delay = fmtSeconds(s.Delay, false)
 		}
-		rows = append(rows, []string{s.Name, s.Kind, string(s.State), fmt.Sprintf("%o", s.Reach),
+		rows = append(rows, []string{s.Name + runtimeMark(s.Runtime), s.Kind, string(s.State), fmt.Sprintf("%o", s.Reach),
 			fmtPoll(s.Poll), last, off, delay})
 	}
 	writeTable(w, rows, func(row, col int) string {
@@ -264,6 +264,9 @@ func renderSources(w io.Writer, srcs []sources.SourceStatus, refclocks []control
 				break
 			}
 		}
+	}
+	if slices.ContainsFunc(srcs, func(s sources.SourceStatus) bool { return s.Runtime }) {
+		fmt.Fprintln(w, runtimeLegend)
 	}
 	var why []string
 	for _, s := range srcs {

@@ -33,6 +33,10 @@ var outputs = []struct {
 	{"clients.json", "clients", control.ClientsReply{}},
 	{"ptp.json", "ptp", control.PTPReply{}},
 	{"compare.json", "compare", compareReply{}},
+	{"sourcestats.json", "sourcestats", control.SourceStatsReply{}},
+	{"nts.json", "nts", control.NTSReply{}},
+	{"burst.json", "burst", control.BurstReply{}},
+	{"add.json", "add", control.AddReply{}},
 }
 
 // jsonSchema writes the JSON Schema (draft 2020-12) of v's type: every
