@@ -13,7 +13,8 @@ import (
 // NewLogger builds timed's logger from the `log:` section, writing to
 // standard error. Format "auto" is the human-readable console encoding when
 // standard error is a terminal and JSON otherwise (a journal, a file, a
-// pipe). The level is one of debug, info, warn and error.
+// pipe). The level is one of debug, info, warn and error. Lines at info
+// and above are rate-limited per kind (see logBurst).
 func NewLogger(cfg config.LogConfig) (*zap.Logger, error) {
 	return newLogger(cfg, zapcore.Lock(os.Stderr), isTerminal(os.Stderr))
 }
@@ -63,5 +64,5 @@ func newLogger(cfg config.LogConfig, w zapcore.WriteSyncer, terminal bool) (*zap
 		ec.StacktraceKey = ""
 		enc = zapcore.NewJSONEncoder(ec)
 	}
-	return zap.New(zapcore.NewCore(enc, w, level), zap.ErrorOutput(w)), nil
+	return zap.New(newRateLimitedCore(zapcore.NewCore(enc, w, level)), zap.ErrorOutput(w)), nil
 }

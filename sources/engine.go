@@ -37,6 +37,9 @@ type Engine struct {
 	makeStep     bool
 	message      string
 	panicLogged  bool
+	// loggedRef, loggedVote and loggedLeap are what logEvents last said.
+	loggedRef              string
+	loggedVote, loggedLeap Leap
 	lastUnc      float64
 	lastFreq     float64 // oscillator correction at the last Update (ratio)
 	lastFreqUnc  float64
@@ -65,6 +68,8 @@ type source struct {
 	restarts  int // filter restarts after the source's time jumped
 	state     SourceState
 	reason    string
+	// logged is the state last logged (see logEvents).
+	logged SourceState
 	// outSince is the local time (s) since which a bounded source has been
 	// out of the authenticated bound (NaN while within it).
 	outSince float64
@@ -275,6 +280,12 @@ const (
 // Update runs selection and combining at local time now and returns what the
 // clock must do. Call it after every measurement and at least once a second.
 func (e *Engine) Update(now time.Time) Correction {
+	c := e.update(now)
+	e.logEvents(c.Sync.Leap)
+	return c
+}
+
+func (e *Engine) update(now time.Time) Correction {
 	l := e.sec(now)
 	e.now = l
 	u := e.tl.raw(l)
