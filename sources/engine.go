@@ -27,26 +27,26 @@ type Engine struct {
 	srcs  map[string]*source
 	order []string // names in the order added, for stable output
 
-	seq          int // measurements accepted
-	lastSeq      int // seq at the last clock update
-	updates      int // clock updates made from sources
-	steps        int
-	lastUpdate   float64
-	everSynced   bool
-	survivors    []string // the sources combined at the last update
-	makeStep     bool
-	message      string
-	panicLogged  bool
+	seq         int // measurements accepted
+	lastSeq     int // seq at the last clock update
+	updates     int // clock updates made from sources
+	steps       int
+	lastUpdate  float64
+	everSynced  bool
+	survivors   []string // the sources combined at the last update
+	makeStep    bool
+	message     string
+	panicLogged bool
 	// loggedRef, loggedVote and loggedLeap are what logEvents last said.
 	loggedRef              string
 	loggedVote, loggedLeap Leap
-	lastUnc      float64
-	lastFreq     float64 // oscillator correction at the last Update (ratio)
-	lastFreqUnc  float64
-	holdover     bool
-	synchronized bool
-	leap         Leap // the sources' vote
-	lp           leapState
+	lastUnc                float64
+	lastFreq               float64 // oscillator correction at the last Update (ratio)
+	lastFreqUnc            float64
+	holdover               bool
+	synchronized           bool
+	leap                   Leap // the sources' vote
+	lp                     leapState
 }
 
 type source struct {
