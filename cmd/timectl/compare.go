@@ -341,7 +341,7 @@ func renderCompare(w io.Writer, r compareReply) {
 		if s := m.timed; s != nil {
 			row[1] = string(s.State)
 			if s.Samples > 0 {
-				row[2], row[3] = fmtOffset(s.Offset, s.Uncertainty), fmtSeconds(s.Delay, false)
+				row[2], row[3] = fmtOffset(s.Offset, s.Uncertainty), fmtDelay(s.Delay)
 			}
 		}
 		if c := m.chronyd; c != nil {

@@ -52,7 +52,8 @@ func renderPTP(w io.Writer, r control.PTPReply) {
 				acc = "within " + fmtSeconds(p.GrandmasterAccuracy, false)
 			}
 			row("Parent", p.Parent)
-			row("Grandmaster", fmt.Sprintf("%s, clock class %d, accuracy %s, %d steps removed", p.Grandmaster, p.GrandmasterClass, acc, p.StepsRemoved))
+			row("Grandmaster", fmt.Sprintf("%s, clock class %d, accuracy %s, %s removed", p.Grandmaster, p.GrandmasterClass, acc,
+				plural(int(p.StepsRemoved), "step", "steps")))
 		}
 		scale := "arbitrary timescale (no UTC offset applied)"
 		if p.PTPTimescale {
@@ -103,7 +104,7 @@ func renderPTP(w io.Writer, r control.PTPReply) {
 				reasons = append(reasons, k)
 			}
 			slices.Sort(reasons)
-			row("Not used", "")
+			fmt.Fprintln(w, "Not used:")
 			for _, k := range reasons {
 				fmt.Fprintf(w, "  %-16s%d\n", k+":", p.Dropped[k])
 			}
@@ -117,7 +118,7 @@ func renderUnicastMasters(w io.Writer, ms []control.PTPUnicastMaster) {
 	if len(ms) == 0 {
 		return
 	}
-	fmt.Fprintf(w, "%-18s\n", "Unicast masters:")
+	fmt.Fprintln(w, "Unicast masters:")
 	for _, m := range ms {
 		line := "  " + m.Address
 		if m.Identity != "" {

@@ -46,6 +46,15 @@ func fmtOffset(off, unc float64) string {
 	return fmt.Sprintf("%+.3f ± %.3f %s", off*scale, unc*scale, name)
 }
 
+// fmtDelay prints a round-trip delay, or "-" for none (a reference
+// clock measures no delay).
+func fmtDelay(v float64) string {
+	if v == 0 {
+		return "-"
+	}
+	return fmtSeconds(v, false)
+}
+
 // fmtAgo prints a time in the past given in seconds.
 func fmtAgo(s float64) string {
 	if s < 0 || math.IsNaN(s) {
@@ -243,7 +252,7 @@ func renderSources(w io.Writer, srcs []sources.SourceStatus, refclocks []control
 		if s.Samples > 0 {
 			last = fmtAgo(s.LastSampleAgo)
 			off = fmtOffset(s.Offset, s.Uncertainty)
-			delay = fmtSeconds(s.Delay, false)
+			delay = fmtDelay(s.Delay)
 		}
 		rows = append(rows, []string{s.Name + runtimeMark(s.Runtime), s.Kind, string(s.State), fmt.Sprintf("%o", s.Reach),
 			fmtPoll(s.Poll), last, off, delay})

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"cmp"
 	"context"
 	"fmt"
 	"io"
@@ -91,7 +92,11 @@ func renderServerStats(w io.Writer, r control.ServerStatsReply) {
 			reasons = append(reasons, k)
 		}
 	}
-	slices.SortFunc(reasons, func(a, b string) int { return int(r.Dropped[b]) - int(r.Dropped[a]) })
+	// Most first; equal counts by name, so that the order does not depend
+	// on the map's.
+	slices.SortFunc(reasons, func(a, b string) int {
+		return cmp.Or(cmp.Compare(r.Dropped[b], r.Dropped[a]), strings.Compare(a, b))
+	})
 	row("Not answered", fmt.Sprintf("%d", dropped))
 	for _, k := range reasons {
 		fmt.Fprintf(w, "  %-19s%d\n", k+":", r.Dropped[k])

@@ -51,7 +51,7 @@ func renderSourceStats(w io.Writer, r control.SourceStatsReply) {
 		off, dev, noise, freq, delay := "-", "-", "-", "-", "-"
 		if s.Valid {
 			off, dev = fmtSeconds(s.Offset, true), fmtSeconds(s.StdDev, false)
-			noise, delay = fmtSeconds(s.Noise, false), fmtSeconds(s.MinDelay, false)
+			noise, delay = fmtSeconds(s.Noise, false), fmtDelay(s.MinDelay)
 			freq = fmt.Sprintf("%+.3f ± %.3f ppm", s.Frequency, s.FrequencyUncertainty)
 		}
 		span := "-"

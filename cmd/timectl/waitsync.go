@@ -78,7 +78,7 @@ func (g *globals) waitsync(ctx context.Context, cmd *cobra.Command, limit, timeo
 		defer cancel()
 	}
 	w := cmd.OutOrStdout()
-	start := time.Now()
+	start := wallClock()
 	last := "timed not reached yet"
 	for try := 1; ; try++ {
 		r, err := g.statusOnce(ctx, cmd, min(interval, 10*time.Second))
@@ -105,12 +105,12 @@ func (g *globals) waitsync(ctx context.Context, cmd *cobra.Command, limit, timeo
 			if g.output == "json" {
 				return writeJSON(w, r, true)
 			}
-			fmt.Fprintf(w, "%s after %s\n", last, time.Since(start).Round(time.Millisecond))
+			fmt.Fprintf(w, "%s after %s\n", last, wallClock().Sub(start).Round(time.Millisecond))
 			return nil
 		}
 		select {
 		case <-ctx.Done():
-			return fmt.Errorf("waitsync: %w after %s: %s", errTimedOut, time.Since(start).Round(time.Millisecond), last)
+			return fmt.Errorf("waitsync: %w after %s: %s", errTimedOut, wallClock().Sub(start).Round(time.Millisecond), last)
 		case <-time.After(interval):
 		}
 	}

@@ -14,6 +14,11 @@ import (
 	"github.com/spf13/cobra"
 )
 
+// wallClock is what watch and waitsync read the time of day from: the
+// time line of each watch refresh and waitsync's time waited. Tests
+// replace it to make that output deterministic.
+var wallClock = time.Now
+
 // ANSI sequences that redraw a terminal in place: cursor home, then clear
 // to the end of the screen.
 const ansiHomeClear = "\x1b[H\x1b[J"
@@ -76,7 +81,7 @@ func (g *globals) watch(ctx context.Context, cmd *cobra.Command, interval time.D
 // snapshot writes one refresh of watch.
 func (g *globals) snapshot(ctx context.Context, cmd *cobra.Command, w io.Writer, wait time.Duration) error {
 	r, err := g.statusOnce(ctx, cmd, wait)
-	now := time.Now().UTC().Format(time.RFC3339)
+	now := wallClock().UTC().Format(time.RFC3339)
 	if g.output == "json" {
 		if err != nil {
 			// One line per refresh even when timed is away.
