@@ -15,7 +15,7 @@ import (
 	"github.com/timed-project/timed/control"
 )
 
-var updateSchema = flag.Bool("update", false, "rewrite docs/schema/*.json (make schema)")
+var updateSchema = flag.Bool("update", false, "rewrite docs/schema/*.json (make schema) and testdata/golden (make golden)")
 
 // schemaDir is where the schemas are committed, from this package.
 const schemaDir = "../../docs/schema"
