@@ -16,7 +16,7 @@ PLATFORMS    := linux/amd64 linux/arm64 linux/arm linux/386 freebsd/amd64 darwin
 # packages' tests do not load the CPU while they measure microseconds.
 INTEROP      := ./test/interop
 
-.PHONY: all build test peers vet unit interop fuzz-short fuzz cross perf perf-footprint man schema clean
+.PHONY: all build test peers vet unit interop fuzz-short fuzz cross perf perf-footprint man schema golden clean
 
 all: build
 
@@ -106,6 +106,12 @@ man:
 # the test fails when the committed files differ from what the code writes.
 schema:
 	$(GO) test -count=1 -run '^TestSchema$$' ./cmd/timectl -update
+
+# Rewrite timectl's golden files, cmd/timectl/testdata/golden/CMD.txt and
+# CMD.json (its output for each command on a fabricated reply), after a
+# deliberate change of an output; review the diff.
+golden:
+	$(GO) test -count=1 -run '^TestGolden$$' ./cmd/timectl -update
 
 clean:
 	rm -rf bin/ man/

@@ -81,7 +81,7 @@ func (g *globals) waitsync(ctx context.Context, cmd *cobra.Command, limit, timeo
 	start := wallClock()
 	last := "timed not reached yet"
 	for try := 1; ; try++ {
-		r, err := g.statusOnce(ctx, cmd, min(interval, 10*time.Second))
+		r, err := g.statusOnce(ctx, cmd, queryWait(interval))
 		done := false
 		switch {
 		case err != nil:

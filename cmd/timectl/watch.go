@@ -64,7 +64,7 @@ refresh could not be written; 2 usage error.`,
 func (g *globals) watch(ctx context.Context, cmd *cobra.Command, interval time.Duration, count int) error {
 	w := cmd.OutOrStdout()
 	for n := 1; ; n++ {
-		if err := g.snapshot(ctx, cmd, w, min(interval, 10*time.Second)); err != nil {
+		if err := g.snapshot(ctx, cmd, w, queryWait(interval)); err != nil {
 			return fmt.Errorf("watch: %w", err)
 		}
 		if count > 0 && n >= count {
@@ -76,6 +76,13 @@ func (g *globals) watch(ctx context.Context, cmd *cobra.Command, interval time.D
 		case <-time.After(interval):
 		}
 	}
+}
+
+// queryWait is how long one status query of watch or waitsync may take:
+// the refresh interval, but at least a second (a short interval must not
+// make a busy timed look unreachable) and at most 10 s.
+func queryWait(interval time.Duration) time.Duration {
+	return min(max(interval, time.Second), 10*time.Second)
 }
 
 // snapshot writes one refresh of watch.
