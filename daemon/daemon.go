@@ -116,6 +116,7 @@ type Daemon struct {
 	tasks sync.WaitGroup // every source and pool goroutine
 
 	ready       chan struct{}
+	notify      *notifier // systemd's notification socket; nil without one
 	socketPath  string // set before ready closes
 	metricsAddr string // set before ready closes
 }
@@ -166,6 +167,7 @@ func newDaemon(cfg *config.Config, cfgPath string, log *zap.Logger, f factories)
 		refclockReaders: map[string]refclockReader{},
 		pools:           map[config.NTPPool]*task{},
 		ready:           make(chan struct{}),
+		notify:          newNotifier(os.Getenv("NOTIFY_SOCKET"), readyTimeout, log),
 	}
 	ecfg := engineConfig(cfg.Engine)
 	ecfg.Observe = observe
@@ -370,8 +372,10 @@ func (d *Daemon) Run(ctx context.Context) error {
 		zap.String("metrics", d.metricsAddr), zap.Int("ntp_servers", len(cfg.NTP.Servers)),
 		zap.Int("ntp_pools", len(cfg.NTP.Pools)))
 	close(d.ready)
+	d.notify.start(ctx)
 
 	d.loop(ctx)
+	d.notify.stopping()
 
 	d.stopAllSources()
 	cancel()
@@ -442,6 +446,7 @@ func (d *Daemon) applyLocked(c sources.Correction) {
 		} else {
 			d.log.Warn("clock no longer synchronized")
 		}
+		d.notify.syncChanged(c.Sync)
 	}
 }
 
