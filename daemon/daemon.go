@@ -116,9 +116,10 @@ type Daemon struct {
 	tasks sync.WaitGroup // every source and pool goroutine
 
 	ready       chan struct{}
-	notify      *notifier // systemd's notification socket; nil without one
 	socketPath  string // set before ready closes
 	metricsAddr string // set before ready closes
+
+	notify *notifier // systemd's notification socket; nil without one
 }
 
 // New builds the daemon from cfg: the clock, the drift file's frequency and
@@ -371,6 +372,7 @@ func (d *Daemon) Run(ctx context.Context) error {
 	d.log.Info("timed running", zap.String("clock", d.clk.Name()), zap.String("control_socket", sockPath),
 		zap.String("metrics", d.metricsAddr), zap.Int("ntp_servers", len(cfg.NTP.Servers)),
 		zap.Int("ntp_pools", len(cfg.NTP.Pools)))
+	d.lockDown(cfg)
 	close(d.ready)
 	d.notify.start(ctx)
 
