@@ -16,7 +16,7 @@ PLATFORMS    := linux/amd64 linux/arm64 linux/arm linux/386 freebsd/amd64 darwin
 # packages' tests do not load the CPU while they measure microseconds.
 INTEROP      := ./test/interop
 
-.PHONY: all build test peers vet unit interop fuzz-short fuzz cross perf perf-footprint clean
+.PHONY: all build test peers vet unit interop fuzz-short fuzz cross perf perf-footprint deb clean
 
 all: build
 
@@ -93,6 +93,12 @@ bench-server:
 .PHONY: bench-nts
 bench-nts:
 	TIMED_WRITE_PERF=1 $(GO) test -tags bench -count=1 -timeout 30m -v -run '^TestNTSBench$$' ./internal/ntpload/bench -args -nts-rounds $(BENCH_ROUNDS)
+
+# The Debian package, bin/timed_VERSION_ARCH.deb (packaging/build-deb.sh;
+# offline). DEB_VERSION defaults to 0.0~git<date>.<commit>.
+DEB_VERSION ?=
+deb:
+	GO=$(GO) packaging/build-deb.sh bin $(DEB_VERSION)
 
 clean:
 	rm -rf bin/
