@@ -128,7 +128,7 @@ func TestHardenNotifyAndSeccomp(t *testing.T) {
 	if !strings.HasPrefix(ready, "READY=1\nSTATUS=synchronized, estimated error ") {
 		t.Fatalf("second message %q, want READY=1 with the synchronized status", ready)
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	st, err := tp.status(ctx)
 	if err != nil || !st.Engine.Synchronized || st.Engine.Updates < 1 {
@@ -137,6 +137,17 @@ func TestHardenNotifyAndSeccomp(t *testing.T) {
 	t.Logf("READY=1 %v after start: %q", readyAt.Round(time.Millisecond), ready)
 	checkLockedDown(t, tp, 0)
 
+	// The reload adds a server by name: a new socket and a name lookup
+	// after the filter is on.
+	path := filepath.Join(filepath.Dir(tp.socket), "timed.yaml")
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	more := fmt.Sprintf("    - {address: localhost, port: %d, iburst: true, minpoll: -2, maxpoll: -2}\ncontrol:", srv.Addr.Port())
+	if err := os.WriteFile(path, []byte(strings.Replace(string(b), "control:", more, 1)), 0o644); err != nil {
+		t.Fatal(err)
+	}
 	if err := syscall.Kill(tp.Pid(), syscall.SIGHUP); err != nil {
 		t.Fatal(err)
 	}
@@ -146,8 +157,16 @@ func TestHardenNotifyAndSeccomp(t *testing.T) {
 	if m := l.next(t, 5*time.Second, "RELOADING=1"); !strings.HasPrefix(m, "READY=1\nSTATUS=synchronized") {
 		t.Errorf("after the reload: %q, want READY=1 and the status", m)
 	}
-	if st, err := tp.status(ctx); err != nil || !st.Engine.Synchronized {
-		t.Errorf("after the reload: %+v, %v", st.Engine, err)
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		st, err := tp.status(ctx)
+		if err == nil && len(st.Engine.Sources) == 2 && st.Engine.Synchronized {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("after the reload: %+v, %v; want two sources, synchronized", st.Engine, err)
+		}
+		time.Sleep(200 * time.Millisecond)
 	}
 	checkLockedDown(t, tp, 0)
 
