@@ -56,13 +56,21 @@ func (n *notifier) send(msg string) {
 	}
 }
 
-// start sends READY=1 after the time-out unless a clock update has sent it
-// before; it returns at once and stops waiting when ctx is done.
+// start reports that timed waits for its first clock update, and sends
+// READY=1 after the time-out unless a clock update has sent it before. It
+// returns at once and stops waiting when ctx is done.
 func (n *notifier) start(ctx context.Context) {
 	if n == nil {
 		return
 	}
-	n.setStatus("waiting for the first clock update")
+	n.mu.Lock()
+	if n.ready { // a source was quicker than the start-up
+		n.mu.Unlock()
+		return
+	}
+	n.status = "waiting for the first clock update"
+	n.send("STATUS=" + n.status)
+	n.mu.Unlock()
 	go func() {
 		t := time.NewTimer(n.timeout)
 		defer t.Stop()

@@ -46,6 +46,7 @@ func TestNotifierMessages(t *testing.T) {
 		name     string
 		abstract bool
 		timeout  time.Duration
+		before   func(n *notifier) // before start
 		steps    []func(n *notifier)
 		want     []string // messages in order, each as sent
 	}{
@@ -88,6 +89,12 @@ func TestNotifierMessages(t *testing.T) {
 			},
 		},
 		{
+			name:    "synchronized before start: no waiting status",
+			timeout: 50 * time.Millisecond,
+			before:  func(n *notifier) { n.syncChanged(synced) },
+			want:    []string{"READY=1\nSTATUS=synchronized, estimated error 1.5ms"},
+		},
+		{
 			name:    "ready after the time-out without a clock update",
 			timeout: 50 * time.Millisecond,
 			want: []string{
@@ -105,6 +112,9 @@ func TestNotifierMessages(t *testing.T) {
 			n := newNotifier(addr, tt.timeout, zap.NewNop())
 			ctx, cancel := context.WithCancel(context.Background())
 			defer cancel()
+			if tt.before != nil {
+				tt.before(n)
+			}
 			n.start(ctx)
 			for _, step := range tt.steps {
 				step(n)

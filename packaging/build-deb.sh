@@ -41,6 +41,7 @@ install -D -m 0644 "$pkg/systemd/timed.service" "$stage/usr/lib/systemd/system/t
 install -D -m 0644 "$pkg/systemd/timed-wait.service" "$stage/usr/lib/systemd/system/timed-wait.service"
 install -D -m 0644 "$pkg/sysusers.d/timed.conf" "$stage/usr/lib/sysusers.d/timed.conf"
 install -D -m 0644 "$pkg/tmpfiles.d/timed.conf" "$stage/usr/lib/tmpfiles.d/timed.conf"
+install -D -m 0644 "$pkg/udev/60-timed.rules" "$stage/usr/lib/udev/rules.d/60-timed.rules"
 install -D -m 0644 "$pkg/apparmor/usr.bin.timed" "$stage/etc/apparmor.d/usr.bin.timed"
 # The default configuration is the file built into timed, byte for byte.
 install -D -m 0644 "$root/config/default.yaml" "$stage/etc/timed/timed.yaml"

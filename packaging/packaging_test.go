@@ -285,6 +285,7 @@ func TestDeb(t *testing.T) {
 		{"./usr/lib/systemd/system/timed-wait.service", "-rw-r--r--"},
 		{"./usr/lib/sysusers.d/timed.conf", "-rw-r--r--"},
 		{"./usr/lib/tmpfiles.d/timed.conf", "-rw-r--r--"},
+		{"./usr/lib/udev/rules.d/60-timed.rules", "-rw-r--r--"},
 		{"./etc/apparmor.d/usr.bin.timed", "-rw-r--r--"},
 		{"./etc/timed/timed.yaml", "-rw-r--r--"},
 		{"./usr/share/doc/timed/PACKAGING.md", "-rw-r--r--"},

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"net"
+	"net/netip"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -104,29 +105,38 @@ func checkLockedDown(t *testing.T, tp *timedProc, want uint64) {
 	}
 }
 
-// timed started with $NOTIFY_SOCKET tells systemd READY=1 only once the
-// clock was first updated from a chronyd server (with the status line),
+// timed started with $NOTIFY_SOCKET says it waits while its server is
+// silent, and READY=1 only once the clock was first updated from the
+// chronyd server started then (with the status line),
 // brackets a SIGHUP reload with RELOADING=1 and READY=1, and says
 // STOPPING=1 on SIGTERM. Meanwhile it runs under its own seccomp filter
 // with no capability left (the virtual clock needs none), and still
 // answers after the reload.
 func TestHardenNotifyAndSeccomp(t *testing.T) {
 	testenv.RequireRoot(t)
-	srv := peers.StartChronyServer(t, peers.ChronyOptions{})
+	testenv.LookPath(t, "chronyd", "/usr/sbin/chronyd")
+	loopback := netip.MustParseAddr("127.0.0.1")
+	port := peers.FreeUDPPort(t, loopback)
 	l := listenNotify(t)
 	t.Setenv("NOTIFY_SOCKET", l.addr)
 	cfg := simulatedStart
-	cfg.Port = int(srv.Addr.Port())
-	start := time.Now()
+	cfg.Port = port
 	tp := startTimed(t, cfg, "")
 
+	// No server answers yet: timed says it waits, and is not ready.
 	if m := l.next(t, 10*time.Second, "start"); m != "STATUS=waiting for the first clock update" {
 		t.Fatalf("first message %q, want the waiting status", m)
 	}
-	ready := l.next(t, 30*time.Second, "the waiting status")
-	readyAt := time.Since(start)
+	select {
+	case m := <-l.msgs:
+		t.Fatalf("before any server answered: %q", m)
+	case <-time.After(3 * time.Second):
+	}
+	srv := peers.StartChronyServer(t, peers.ChronyOptions{Addr: loopback, Port: port})
+	served := time.Now()
+	ready := l.next(t, 30*time.Second, "the server started")
 	if !strings.HasPrefix(ready, "READY=1\nSTATUS=synchronized, estimated error ") {
-		t.Fatalf("second message %q, want READY=1 with the synchronized status", ready)
+		t.Fatalf("message %q, want READY=1 with the synchronized status", ready)
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
@@ -134,7 +144,7 @@ func TestHardenNotifyAndSeccomp(t *testing.T) {
 	if err != nil || !st.Engine.Synchronized || st.Engine.Updates < 1 {
 		t.Fatalf("after READY=1: status %+v, %v; want synchronized after at least one update", st.Engine, err)
 	}
-	t.Logf("READY=1 %v after start: %q", readyAt.Round(time.Millisecond), ready)
+	t.Logf("READY=1 %v after chronyd started: %q", time.Since(served).Round(time.Millisecond), ready)
 	checkLockedDown(t, tp, 0)
 
 	// The reload adds a server by name: a new socket and a name lookup
