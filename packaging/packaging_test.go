@@ -5,6 +5,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
 
@@ -340,4 +341,81 @@ func TestDeb(t *testing.T) {
 		}
 	}
 	checkUsersAndState(t, root)
+}
+
+// syscallGroups parses `systemd-analyze syscall-filter`: each @group and
+// what it lists (calls and other groups).
+func syscallGroups(out string) map[string][]string {
+	groups := map[string][]string{}
+	cur := ""
+	for _, line := range strings.Split(out, "\n") {
+		f := strings.Fields(line)
+		switch {
+		case len(f) == 0 || strings.HasPrefix(f[0], "#"):
+		case !strings.HasPrefix(line, " ") && strings.HasPrefix(f[0], "@"):
+			cur = f[0]
+		case cur != "":
+			groups[cur] = append(groups[cur], f[0])
+		}
+	}
+	return groups
+}
+
+// expandFilter is the set of calls a SystemCallFilter= list allows.
+func expandFilter(groups map[string][]string, list []string) map[string]bool {
+	out := map[string]bool{}
+	var add func(item string, depth int)
+	add = func(item string, depth int) {
+		if !strings.HasPrefix(item, "@") {
+			out[item] = true
+			return
+		}
+		if depth > 10 {
+			return
+		}
+		for _, x := range groups[item] {
+			add(x, depth+1)
+		}
+	}
+	for _, item := range list {
+		add(item, 0)
+	}
+	return out
+}
+
+// Every system call timed's own seccomp filter allows (read from its
+// allow-list in daemon/) is also allowed by the unit's SystemCallFilter=,
+// so the two filters do not disagree; and seccomp(2) itself is allowed,
+// or timed could not install its own.
+func TestUnitSyscallFilterCoversTimed(t *testing.T) {
+	analyze := testenv.LookPath(t, "systemd-analyze", "/usr/bin/systemd-analyze")
+	out, err := run(analyze, "syscall-filter")
+	if err != nil {
+		t.Fatalf("systemd-analyze syscall-filter: %v\n%s", err, out)
+	}
+	filter := strings.Fields(unitSettings(readFile(t, "systemd/timed.service"))["SystemCallFilter"])
+	allowed := expandFilter(syscallGroups(out), filter)
+	if len(allowed) < 100 {
+		t.Fatalf("SystemCallFilter=%v allows only %d calls: systemd-analyze's output was not understood", filter, len(allowed))
+	}
+	common, _, ok := strings.Cut(string(readFile(t, "../daemon/seccomp_linux.go")), "var forbiddenSyscalls")
+	if !ok {
+		t.Fatal("daemon/seccomp_linux.go: no forbiddenSyscalls after the allow-list")
+	}
+	src := common + string(readFile(t, "../daemon/seccomp_amd64.go"))
+	names := regexp.MustCompile(`unix\.SYS_([A-Z0-9_]+)`).FindAllStringSubmatch(src, -1)
+	if len(names) < 100 {
+		t.Fatalf("found only %d system calls in timed's allow-list", len(names))
+	}
+	for _, want := range append([]string{"seccomp"}, func() []string {
+		var s []string
+		for _, m := range names {
+			s = append(s, strings.ToLower(m[1]))
+		}
+		return s
+	}()...) {
+		if !allowed[want] {
+			t.Errorf("timed allows %s, the unit's SystemCallFilter=%s does not", want, strings.Join(filter, " "))
+		}
+	}
 }
