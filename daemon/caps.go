@@ -31,7 +31,8 @@ var (
 // for PTP ports on UDP (they bind ports 319 and 320 whenever they reopen),
 // CAP_NET_ADMIN for hardware timestamps (SIOCSHWTSTAMP on every reopen),
 // CAP_NET_RAW for PTP on Ethernet and gPTP (AF_PACKET sockets). Each comes
-// with the reason the log gives. The sections that would need others
+// with the reason the log gives. systemClock says whether the system
+// clock is steered. The sections that would need others
 // (clock, ptp, gptp) take effect only at a restart.
 func neededCapabilities(cfg *config.Config, systemClock bool) map[capability]string {
 	need := map[capability]string{}
@@ -76,7 +77,10 @@ func (d *Daemon) lockDown(cfg *config.Config) {
 		d.log.Debug("in a test binary: capabilities and seccomp left as they are")
 		return
 	}
-	need := neededCapabilities(cfg, d.clk.Name() == "system")
+	// The system clock driver steers the system clock, or, with hardware
+	// timestamps, ties it to the PHC: either way it needs CAP_SYS_TIME
+	// (without it timed already fell back to the virtual clock).
+	need := neededCapabilities(cfg, cfg.Clock.Driver == "" || cfg.Clock.Driver == "system")
 	kept, bounding, err := limitCapabilities(need)
 	switch {
 	case err != nil:
