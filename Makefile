@@ -16,7 +16,7 @@ PLATFORMS    := linux/amd64 linux/arm64 linux/arm linux/386 freebsd/amd64 darwin
 # packages' tests do not load the CPU while they measure microseconds.
 INTEROP      := ./test/interop
 
-.PHONY: all build test peers vet unit interop fuzz-short fuzz cross perf perf-footprint man schema golden clean
+.PHONY: all build test peers vet unit interop fuzz-short fuzz cross perf perf-footprint man schema golden deb clean
 
 all: build
 
@@ -112,6 +112,12 @@ schema:
 # deliberate change of an output; review the diff.
 golden:
 	$(GO) test -count=1 -run '^TestGolden$$' ./cmd/timectl -update
+
+# The Debian package, bin/timed_VERSION_ARCH.deb (packaging/build-deb.sh;
+# offline). DEB_VERSION defaults to 0.0~git<date>.<commit>.
+DEB_VERSION ?=
+deb:
+	GO=$(GO) packaging/build-deb.sh bin $(DEB_VERSION)
 
 clean:
 	rm -rf bin/ man/

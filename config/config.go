@@ -45,6 +45,10 @@ type Config struct {
 	Control   ControlConfig
 	Metrics   MetricsConfig
 	Log       LogConfig
+	// Seccomp makes timed install a seccomp filter once it has started: a
+	// system call outside its allow-list fails with EPERM (Linux amd64 and
+	// arm64; elsewhere it has no effect).
+	Seccomp bool
 }
 
 // ClockConfig is the `clock:` section: the clock timed disciplines.
@@ -238,6 +242,7 @@ func defaults() Config {
 		Server:  defaultServerSection(),
 		PTP:     defaultPTPSection(),
 		Control: ControlConfig{Socket: DefaultControlSocket},
+		Seccomp: true,
 		Log:     LogConfig{Level: "info", Format: "auto"},
 	}
 }

@@ -69,7 +69,7 @@ func TestDefaultYAMLDocumentsEveryKey(t *testing.T) {
 		"announce_interval", "sync_interval", "delay_req_interval", "announce_receipt_timeout", "delay_asymmetry", "unicast_masters", "unicast_listen",
 		"csptp", "protocol", "pad", "refuse_amplification",
 		"gptp", "profile", "neighbor_prop_delay_thresh", "pdelay_interval", "oper_sync_interval", "oper_pdelay_interval",
-		"sync_receipt_timeout"}
+		"sync_receipt_timeout", "seccomp"}
 	doc, err := os.ReadFile("../docs/CONFIG.md")
 	if err != nil {
 		t.Fatal(err)
@@ -179,6 +179,9 @@ func TestValues(t *testing.T) {
 		{"clock: {driver: virtual, simulate: {offset: -1.5}}", func(c *Config) bool { return c.Clock.Simulate.Offset == -1500*time.Millisecond }},
 		{"clock: {driver: none}", func(c *Config) bool { return c.Clock.Driver == "none" }},
 		{`drift_file: ""`, func(c *Config) bool { return c.DriftFile == "" }},
+		{"seccomp: false", func(c *Config) bool { return !c.Seccomp }},
+		{"seccomp: true", func(c *Config) bool { return c.Seccomp }},
+		{"log: {level: debug}", func(c *Config) bool { return c.Seccomp }}, // on by default
 		{`metrics: {listen: "127.0.0.1:9123"}`, func(c *Config) bool { return c.Metrics.Listen == "127.0.0.1:9123" }},
 		{`metrics: {listen: "localhost:9123"}`, func(c *Config) bool { return c.Metrics.Listen == "localhost:9123" }},
 		{`metrics: {listen: "127.8.9.10:1"}`, func(c *Config) bool { return c.Metrics.Listen == "127.8.9.10:1" }},

@@ -28,6 +28,7 @@ func topLevel(c *Config) []field {
 		{"control", func(d *decoder, n *yaml.Node, p string) { d.control(n, p, &c.Control) }},
 		{"metrics", func(d *decoder, n *yaml.Node, p string) { d.metrics(n, p, &c.Metrics) }},
 		{"log", func(d *decoder, n *yaml.Node, p string) { d.log(n, p, &c.Log) }},
+		{"seccomp", func(d *decoder, n *yaml.Node, p string) { d.boolean(n, p, &c.Seccomp) }},
 	}
 }
 

@@ -119,6 +119,8 @@ type Daemon struct {
 	ready       chan struct{}
 	socketPath  string // set before ready closes
 	metricsAddr string // set before ready closes
+
+	notify *notifier // systemd's notification socket; nil without one
 }
 
 // New builds the daemon from cfg: the clock, the drift file's frequency and
@@ -167,6 +169,7 @@ func newDaemon(cfg *config.Config, cfgPath string, log *zap.Logger, f factories)
 		refclockReaders: map[string]refclockReader{},
 		pools:           map[config.NTPPool]*task{},
 		ready:           make(chan struct{}),
+		notify:          newNotifier(os.Getenv("NOTIFY_SOCKET"), readyTimeout, log),
 	}
 	ecfg := engineConfig(cfg.Engine)
 	ecfg.Observe = observe
@@ -370,9 +373,12 @@ func (d *Daemon) Run(ctx context.Context) error {
 	d.log.Info("timed running", zap.String("clock", d.clk.Name()), zap.String("control_socket", sockPath),
 		zap.String("metrics", d.metricsAddr), zap.Int("ntp_servers", len(cfg.NTP.Servers)),
 		zap.Int("ntp_pools", len(cfg.NTP.Pools)))
+	d.lockDown(cfg)
 	close(d.ready)
+	d.notify.start(ctx)
 
 	d.loop(ctx)
+	d.notify.stopping()
 
 	d.stopAllSources()
 	cancel()
@@ -443,6 +449,7 @@ func (d *Daemon) applyLocked(c sources.Correction) {
 		} else {
 			d.log.Warn("clock no longer synchronized")
 		}
+		d.notify.syncChanged(c.Sync)
 	}
 }
 

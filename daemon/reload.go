@@ -23,6 +23,8 @@ import (
 func (d *Daemon) Reload() error {
 	d.reloadMu.Lock()
 	defer d.reloadMu.Unlock()
+	d.notify.reloading()
+	defer d.notify.reloaded()
 	cfg, path, err := d.loadConfig()
 	if err != nil {
 		d.log.Error("reload: the configuration is invalid; still running on the previous one",
@@ -95,6 +97,7 @@ func (d *Daemon) update(cfg *config.Config) (added, removed, kept int, err error
 		{"control", old.Control, cfg.Control},
 		{"metrics", old.Metrics, cfg.Metrics},
 		{"log", old.Log, cfg.Log},
+		{"seccomp", old.Seccomp, cfg.Seccomp},
 	} {
 		if !reflect.DeepEqual(s.old, s.new) {
 			d.log.Warn("reload: the "+s.name+" section changed; restart timed to apply it", zap.String("section", s.name))

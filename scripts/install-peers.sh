@@ -33,6 +33,12 @@ packages=(
 	iproute2:/usr/sbin/ip
 	libcap2-bin:/usr/sbin/capsh
 	python3-ntp:/usr/lib/python3/dist-packages/ntp/__init__.py
+	# go test ./packaging: systemd-analyze verify, systemd-sysusers and
+	# systemd-tmpfiles --root (installing systemd does not start it when
+	# PID 1 is not systemd), apparmor_parser (policy-rc.d keeps its service
+	# from starting).
+	systemd:/usr/bin/systemd-analyze
+	apparmor:/usr/sbin/apparmor_parser
 )
 # Debian packages extracted under $peers/NAME (package:file inside it).
 extracted=(

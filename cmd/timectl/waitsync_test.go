@@ -11,6 +11,8 @@ import (
 // with a fabricated status (synchronized; root delay 1.5 ms, root
 // dispersion 0.4 ms: an estimated maximum error of 1.15 ms).
 func TestWaitsyncAndWatch(t *testing.T) {
+	// Time-outs are seconds, not milliseconds: under the load of a full
+	// test run one status query can take a few hundred milliseconds.
 	sock := serveControl(t, &backend{})
 	gone := filepath.Join(t.TempDir(), "none.sock")
 	for _, tc := range []struct {
@@ -20,8 +22,8 @@ func TestWaitsyncAndWatch(t *testing.T) {
 		want  string // in standard output or error
 	}{
 		{[]string{"-s", sock, "waitsync", "--max-error", "2ms"}, 0, 1, "estimated error 1.150 ms ≤ 2ms"},
-		{[]string{"-s", sock, "waitsync", "--max-error", "1ms", "--timeout", "300ms", "--interval", "100ms"}, 1, 0, "1.150 ms > 1ms"},
-		{[]string{"-s", gone, "waitsync", "--timeout", "300ms", "--interval", "100ms", "-v"}, 1, 0, "try 3: cannot reach timed"},
+		{[]string{"-s", sock, "waitsync", "--max-error", "1ms", "--timeout", "3s", "--interval", "100ms"}, 1, 0, "1.150 ms > 1ms"},
+		{[]string{"-s", gone, "waitsync", "--timeout", "2s", "--interval", "100ms", "-v"}, 1, 0, "try 3: cannot reach timed"},
 		{[]string{"-s", sock, "waitsync", "--max-error", "-1s"}, 2, 0, "must be positive"},
 		{[]string{"-s", sock, "-o", "json", "watch", "--count", "3", "--interval", "10ms"}, 0, 3, `"synchronized":true`},
 		{[]string{"-s", sock, "watch", "--count", "2", "--interval", "10ms"}, 0, -1, "192.0.2.2:123     ntp   falseticker"},
