@@ -95,11 +95,13 @@ bench-nts:
 	TIMED_WRITE_PERF=1 $(GO) test -tags bench -count=1 -timeout 30m -v -run '^TestNTSBench$$' ./internal/ntpload/bench -args -nts-rounds $(BENCH_ROUNDS)
 
 # Man pages of timectl (section 1) and timed (section 8), generated from
-# their cobra commands into man/ (git-ignored). Built with the genman tag:
+# their cobra commands into man/man1 and man/man8 (git-ignored; `man -M man
+# timectl` reads them; MANDIR moves them). Built with the genman tag:
 # the installed binaries carry no man page generator.
+MANDIR ?= man
 man:
-	$(GO) run -tags genman ./cmd/timectl __man man/
-	$(GO) run -tags genman ./cmd/timed __man man/
+	$(GO) run -tags genman ./cmd/timectl __man $(MANDIR)/man1
+	$(GO) run -tags genman ./cmd/timed __man $(MANDIR)/man8
 
 # The JSON Schemas of timectl's -o json output, docs/schema/*.json, written
 # by cmd/timectl's TestSchema from the reply types it lists; without -update

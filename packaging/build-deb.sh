@@ -50,9 +50,17 @@ install -D -m 0644 "$root/docs/CONFIG.md" "$stage/usr/share/doc/timed/CONFIG.md"
 install -D -m 0644 "$pkg/systemd/timed.service.d/ptp-ethernet.conf" \
 	"$stage/usr/share/doc/timed/examples/timed.service.d/ptp-ethernet.conf"
 # Man pages, when the project can make them.
-if make -C "$root" -n man >/dev/null 2>&1; then
-	make -C "$root" --no-print-directory man MANDIR="$stage/usr/share/man"
-fi
+# Man pages, generated from the commands (make man), compressed as Debian
+# wants them.
+mandir=$(mktemp -d)
+trap 'rm -rf "$stage" "$mandir"' EXIT
+make -C "$root" -s --no-print-directory man MANDIR="$mandir" >&2
+for page in "$mandir"/man*/*; do
+	sect=$(basename "$(dirname "$page")")
+	install -d -m 0755 "$stage/usr/share/man/$sect"
+	gzip -9n <"$page" >"$stage/usr/share/man/$sect/$(basename "$page").gz"
+	chmod 0644 "$stage/usr/share/man/$sect/$(basename "$page").gz"
+done
 
 install -d -m 0755 "$stage/DEBIAN"
 for f in postinst prerm postrm; do

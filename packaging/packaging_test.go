@@ -291,6 +291,9 @@ func TestDeb(t *testing.T) {
 		{"./etc/timed/timed.yaml", "-rw-r--r--"},
 		{"./usr/share/doc/timed/PACKAGING.md", "-rw-r--r--"},
 		{"./usr/share/doc/timed/examples/timed.service.d/ptp-ethernet.conf", "-rw-r--r--"},
+		{"./usr/share/man/man8/timed.8.gz", "-rw-r--r--"},
+		{"./usr/share/man/man1/timectl.1.gz", "-rw-r--r--"},
+		{"./usr/share/man/man1/timectl-waitsync.1.gz", "-rw-r--r--"},
 	}
 	for _, f := range files {
 		found := false
