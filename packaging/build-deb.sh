@@ -50,6 +50,20 @@ install -D -m 0644 "$root/docs/CONFIG.md" "$stage/usr/share/doc/timed/CONFIG.md"
 install -D -m 0644 "$pkg/systemd/timed.service.d/ptp-ethernet.conf" \
 	"$stage/usr/share/doc/timed/examples/timed.service.d/ptp-ethernet.conf"
 # Man pages, when the project can make them.
+# Debian's changelog and copyright. The binaries are static and carry the
+# Go modules they link: the copyright file lists each with its licence.
+doc=$stage/usr/share/doc/timed
+{
+	printf 'timed (%s) unstable; urgency=medium\n\n' "$version"
+	printf '  * Built from the timed repository at %s.\n\n' "$(git -C "$root" rev-parse --short HEAD 2>/dev/null || echo 'an unknown commit')"
+	printf ' -- timed developers <timed@timed-project.invalid>  %s\n' "$(date -u -R -d "@$(git -C "$root" log -1 --format=%ct 2>/dev/null || date +%s)")"
+} | gzip -9n >"$doc/changelog.gz"
+chmod 0644 "$doc/changelog.gz"
+"$pkg/debian/copyright.sh" "$root" "$go" >"$doc/copyright"
+chmod 0644 "$doc/copyright"
+# Go programs are static by design; say so to lintian.
+install -D -m 0644 "$pkg/debian/lintian-overrides" "$stage/usr/share/lintian/overrides/timed"
+
 # Man pages, generated from the commands (make man), compressed as Debian
 # wants them.
 mandir=$(mktemp -d)
@@ -67,6 +81,8 @@ for f in postinst prerm postrm; do
 	install -m 0755 "$pkg/debian/$f" "$stage/DEBIAN/$f"
 done
 printf '%s\n' /etc/timed/timed.yaml /etc/apparmor.d/usr.bin.timed >"$stage/DEBIAN/conffiles"
+(cd "$stage" && find . -path ./DEBIAN -prune -o -type f -printf '%P\0' | sort -z | xargs -0 md5sum) >"$stage/DEBIAN/md5sums"
+chmod 0644 "$stage/DEBIAN/md5sums"
 size=$(du -sk --exclude=DEBIAN "$stage" | cut -f1)
 sed -e "s/@VERSION@/$version/" -e "s/@ARCH@/$arch/" -e "s/@SIZE@/$size/" \
 	"$pkg/debian/control.in" >"$stage/DEBIAN/control"

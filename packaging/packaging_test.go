@@ -237,6 +237,7 @@ func TestDeb(t *testing.T) {
 	testenv.RequireRoot(t)
 	dpkgDeb := testenv.LookPath(t, "dpkg-deb", "/usr/bin/dpkg-deb")
 	analyze := testenv.LookPath(t, "systemd-analyze", "/usr/bin/systemd-analyze")
+	lintian := testenv.LookPath(t, "lintian", "/usr/bin/lintian")
 	out := t.TempDir()
 	stdout, err := exec.Command("./build-deb.sh", out, "1.2.3~test").Output()
 	if err != nil {
@@ -249,6 +250,11 @@ func TestDeb(t *testing.T) {
 	deb := strings.TrimSpace(string(stdout))
 	if filepath.Dir(deb) != out || !strings.HasPrefix(filepath.Base(deb), "timed_1.2.3~test_") {
 		t.Fatalf("build-deb.sh made %q", deb)
+	}
+	// lintian-clean: no error and no warning (its informational tags,
+	// such as a systemd unit without an init.d script, are allowed).
+	if lout, err := exec.Command(lintian, "--fail-on", "error,warning", "--tag-display-limit", "0", deb).CombinedOutput(); err != nil {
+		t.Errorf("lintian: %v\n%s", err, lout)
 	}
 
 	fields := []struct{ name, want string }{

@@ -36,9 +36,10 @@ packages=(
 	# go test ./packaging: systemd-analyze verify, systemd-sysusers and
 	# systemd-tmpfiles --root (installing systemd does not start it when
 	# PID 1 is not systemd), apparmor_parser (policy-rc.d keeps its service
-	# from starting).
+	# from starting), lintian (the .deb is lintian-clean).
 	systemd:/usr/bin/systemd-analyze
 	apparmor:/usr/sbin/apparmor_parser
+	lintian:/usr/bin/lintian
 )
 # Debian packages extracted under $peers/NAME (package:file inside it).
 extracted=(
