@@ -144,6 +144,7 @@ samples given to the engine and the inputs dropped, by reason.` + "\n" + jsonNot
 		serverStatsCommand(ctx, g),
 		clientsCommand(ctx, g),
 		ptpCommand(ctx, g),
+		migrateCommand(),
 		&cobra.Command{
 			Use:   "validate FILE",
 			Short: "Check a configuration file without starting anything",
