@@ -118,6 +118,7 @@ func (m *migration) ptp4l(name string, src []byte) error {
 			continue
 		}
 		f := strings.Fields(line)
+		line = strings.Join(f, " ")
 		if cur == nil && curTable == nil {
 			return notFormat(at, "ptp4l configuration", line+" (outside any [section])")
 		}
