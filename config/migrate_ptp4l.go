@@ -331,6 +331,7 @@ func (m *migration) ptp4lPTP(at pos, directive, iface string, use func(string) *
 		case "hardware":
 			return "hardware", true
 		case "onestep", "p2p1step", "legacy":
+			m.note(use("time_stamping").at, "time_stamping "+s, doesDifferent+": carried over as hardware timestamps with two-step Sync")
 			return "hardware", true
 		}
 		return nil, false
