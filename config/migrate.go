@@ -50,6 +50,11 @@ const (
 	maxIncludeDepth = 8
 	maxIncludeFiles = 256
 	maxMigrateNotes = 10000
+	// maxMigrateEntries bounds the entries of one list (servers,
+	// refclocks, ports) and the tables or sections of one kind read.
+	maxMigrateEntries = 256
+	// maxTOMLNesting bounds how deep arrays and tables nest in ntp.toml.
+	maxTOMLNesting = 64
 )
 
 // Migrate turns the configuration file of another time daemon into a
@@ -183,6 +188,10 @@ func (m *migration) set(at pos, directive, path string, value any) bool {
 // "ntp.servers") if timed accepts it there; otherwise the directive is
 // noted with timed's objection.
 func (m *migration) add(at pos, directive, path string, item *yaml.Node) bool {
+	if len(m.list(path)) >= maxMigrateEntries {
+		m.warn(at, directive, fmt.Sprintf("not carried over: more than %d entries in %s", maxMigrateEntries, path))
+		return false
+	}
 	if problem := m.check(path, &yaml.Node{Kind: yaml.SequenceNode, Content: []*yaml.Node{item}}, false); problem != "" {
 		m.warn(at, directive, "not carried over: "+problem)
 		return false

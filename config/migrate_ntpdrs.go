@@ -98,6 +98,9 @@ var ntpdrsNotes = map[string]string{
 }
 
 func (m *migration) ntpdrs(name string, src []byte) error {
+	if line := tooDeep(src); line > 0 {
+		return fmt.Errorf("migrate: %s:%d: this is not an ntp.toml file: arrays and tables nest more than %d deep", name, line, maxTOMLNesting)
+	}
 	var doc map[string]any
 	if _, err := toml.Decode(string(src), &doc); err != nil {
 		var pe toml.ParseError
@@ -177,9 +180,37 @@ func (m *migration) ntpdrs(name string, src []byte) error {
 	return nil
 }
 
-// tables returns v as a list of tables: an array of tables as it is, a
-// table as a list of one.
+// tooDeep returns the line where brackets and braces nest deeper than
+// maxTOMLNesting (counting those in strings too, which only makes it
+// stricter), or 0.
+func tooDeep(src []byte) int {
+	depth, line := 0, 1
+	for _, c := range src {
+		switch c {
+		case '[', '{':
+			if depth++; depth > maxTOMLNesting {
+				return line
+			}
+		case ']', '}':
+			depth = max(depth-1, 0)
+		case '\n':
+			line++
+		}
+	}
+	return 0
+}
+
+// tables returns v as a list of tables (an array of tables as it is, a
+// table as a list of one), at most maxMigrateEntries of them.
 func tables(v any) []map[string]any {
+	t := allTables(v)
+	if len(t) > maxMigrateEntries {
+		t = t[:maxMigrateEntries]
+	}
+	return t
+}
+
+func allTables(v any) []map[string]any {
 	switch v := v.(type) {
 	case map[string]any:
 		return []map[string]any{v}

@@ -106,9 +106,18 @@ func (m *migration) ptp4l(name string, src []byte) error {
 				cur = global
 			case "unicast_master_table":
 				curTable = &ptp4lTable{at: at}
+				if len(tables) >= maxMigrateEntries {
+					m.warn(at, line, fmt.Sprintf("not carried over: more than %d unicast master tables", maxMigrateEntries))
+					continue // read and dropped
+				}
 				tables = append(tables, curTable)
 			default:
 				idx := slices.IndexFunc(ifaces, func(s *ptp4lSection) bool { return s.name == sec })
+				if idx < 0 && len(ifaces) >= maxMigrateEntries {
+					m.warn(at, line, fmt.Sprintf("not carried over: more than %d interface sections", maxMigrateEntries))
+					cur = &ptp4lSection{name: sec, opts: map[string]*ptp4lOpt{}} // read and dropped
+					continue
+				}
 				if idx < 0 {
 					ifaces = append(ifaces, &ptp4lSection{name: sec, at: at, opts: map[string]*ptp4lOpt{}})
 					idx = len(ifaces) - 1
