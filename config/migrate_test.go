@@ -1,6 +1,7 @@
 package config
 
 import (
+	"fmt"
 	"net/netip"
 	"os"
 	"path/filepath"
@@ -219,6 +220,18 @@ func TestMigrateChrony(t *testing.T) {
 			want: func(t *testing.T, c *Config) { equal(t, "servers", len(c.NTP.Servers), 0) },
 			warn: []string{"in.conf:1:", "in.conf:2:"}},
 	})
+}
+
+// TestMigrateBounded: lists stop growing at maxMigrateEntries, with a
+// warning for each line left out.
+func TestMigrateBounded(t *testing.T) {
+	var src strings.Builder
+	for i := range maxMigrateEntries + 2 {
+		fmt.Fprintf(&src, "server s%d.example\n", i)
+	}
+	c, r := migrated(t, "chrony", "in.conf", src.String(), MigrateOptions{})
+	equal(t, "servers", len(c.NTP.Servers), maxMigrateEntries)
+	equal(t, "warnings", len(r.Warnings), 2)
 }
 
 func TestMigrateChronyFollowIncludes(t *testing.T) {
@@ -440,6 +453,8 @@ func TestMigrateNotThatFormat(t *testing.T) {
 		{"ptp4l", "server a.example iburst\n", "f:1: this is not a ptp4l configuration"},
 		{"ptp4l", "[global\n", "f:1: this is not a ptp4l configuration"},
 		{"sntp", "", `unknown format "sntp"`},
+		{"ntpd-rs", "a = 1\nb = " + strings.Repeat("[", 65), "f:2: this is not an ntp.toml file: arrays and tables nest more than 64 deep"},
+		{"chrony", strings.Repeat("#", maxMigrateInput+1), "is too large for a configuration file"},
 	} {
 		t.Run(tc.from, func(t *testing.T) {
 			_, err := Migrate(tc.from, "f", []byte(tc.src), MigrateOptions{})
