@@ -116,14 +116,27 @@ func (m *migration) ntpdrs(name string, src []byte) error {
 	for k := range doc {
 		keys = append(keys, k)
 	}
-	// The NTS-KE server comes after the NTP server it needs.
+	// The source defaults come before the sources, the NTS-KE server
+	// after the NTP server it needs.
+	rank := func(k string) int {
+		switch {
+		case k == "source-defaults":
+			return 0
+		case strings.HasPrefix(k, "nts-ke"):
+			return 2
+		}
+		return 1
+	}
 	sort.Slice(keys, func(i, j int) bool {
-		ni, nj := strings.HasPrefix(keys[i], "nts-ke"), strings.HasPrefix(keys[j], "nts-ke")
-		if ni != nj {
-			return nj
+		if ri, rj := rank(keys[i]), rank(keys[j]); ri != rj {
+			return ri < rj
 		}
 		return t.line(keys[i], 0, "") < t.line(keys[j], 0, "")
 	})
+	if sync, _ := doc["synchronization"].(map[string]any); sync["minimum-agreeing-sources"] == nil {
+		m.note(pos{name, 1}, "minimum-agreeing-sources not given", doesDifferent+": ntpd-rs waits for 3 agreeing sources by default, timed for 1 (and a majority of three or more in any case); set engine.min_agreeing_sources: 3 to keep ntpd-rs's rule")
+	}
+	var defaultPolls map[string]any
 	var firstUnknown *pos
 	for _, k := range keys {
 		v := doc[k]
@@ -132,9 +145,28 @@ func (m *migration) ntpdrs(name string, src []byte) error {
 			p = at("", 0, k)
 		}
 		switch k {
+		case "source-defaults":
+			known++
+			for _, s := range tables(v) {
+				for _, dk := range sortedKeys(t, k, 0, s) {
+					kp := pos{name, t.line(k, 0, dk)}
+					switch dk {
+					case "poll-interval-limits":
+						defaultPolls, _ = s[dk].(map[string]any)
+						m.note(kp, directive(dk, s[dk]), "carried over as minpoll and maxpoll of each source without its own")
+					case "initial-poll-interval":
+						m.note(kp, directive(dk, s[dk]), notNeeded+": iburst starts quickly")
+					default:
+						m.warn(kp, directive(dk, s[dk]), "unknown key of [source-defaults]: left out")
+					}
+				}
+			}
 		case "source", "peer", "sources", "peers":
 			known++
 			for i, s := range tables(v) {
+				if _, own := s["poll-interval-limits"]; !own && defaultPolls != nil {
+					s["poll-interval-limits"] = defaultPolls
+				}
 				m.ntpdrsSource(t, name, k, i, s)
 			}
 		case "server", "servers":
@@ -419,6 +451,10 @@ func (m *migration) ntpdrsServer(t *tomlTables, name, table string, occ int, s m
 				m.set(kp, directive(k, v), "server.deny_response", "kiss")
 			}
 		case "rate-limiting-cache-size":
+			if v == int64(0) {
+				m.note(kp, directive(k, v), doesDifferent+": timed's client table always exists (server.client_table_size)")
+				continue
+			}
 			n, ok := tomlInt(v, 64, 16777216)
 			if !ok {
 				m.warn(kp, directive(k, v), "not carried over: timed's client table holds 64 to 16777216 clients")
@@ -613,7 +649,7 @@ func (m *migration) ntpdrsKeyset(t *tomlTables, name string, s map[string]any) {
 		kp := pos{name, t.line("keyset", 0, k)}
 		v := s[k]
 		switch k {
-		case "stale-keys", "stale-key-count":
+		case "stale-key-count", "stale-keys":
 			n, ok := tomlInt(v, 1, 999)
 			if !ok {
 				m.warn(kp, directive(k, v), notUnderstood)

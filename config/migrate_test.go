@@ -362,6 +362,24 @@ path = "/dev/pps1"
 				equal(t, "pool", [2]any{c.NTP.Pools[0].Address, c.NTP.Pools[0].MaxSources}, [2]any{"pool.example", 6})
 				equal(t, "pps", [2]any{c.Refclocks[0].Kind, c.Refclocks[0].Device}, [2]any{"pps", "/dev/pps1"})
 			}},
+		{name: "source defaults", src: `
+[[source]]
+mode = "server"
+address = "a.example"
+
+[[source]]
+mode = "server"
+address = "b.example"
+poll-interval-limits = { min = 5, max = 9 }
+
+[source-defaults]
+poll-interval-limits = { min = 2, max = 3 }
+`,
+			want: func(t *testing.T, c *Config) {
+				s := c.NTP.Servers
+				equal(t, "polls", [4]int{s[0].MinPoll, s[0].MaxPoll, s[1].MinPoll, s[1].MaxPoll}, [4]int{2, 3, 5, 9})
+			},
+			note: []string{"minimum-agreeing-sources not given: timed does this differently: ntpd-rs waits for 3"}},
 		{name: "synchronization", src: `
 [synchronization]
 minimum-agreeing-sources = 3
