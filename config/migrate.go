@@ -358,7 +358,7 @@ func (m *migration) render() ([]byte, error) {
 	head.WriteString("Check it with `timectl validate FILE`; docs/MIGRATION.md says what maps to what.\n")
 	head.WriteString("Each setting below names the line it came from.")
 	if len(m.notes) > 0 {
-		head.WriteString("\n\nNot carried over (FILE:LINE: directive: why):")
+		head.WriteString("\n\nNot carried over, or carried over differently (FILE:LINE: directive: why):")
 		for _, n := range m.notes {
 			head.WriteString("\n  " + n)
 		}

@@ -111,6 +111,7 @@ var chronySourceOpts = map[string]string{
 // end because they depend on each other.
 type chronyServe struct {
 	allowAt      *pos
+	denyAt       *pos
 	allowAll     bool
 	allow, deny  []string
 	bind         []netip.Addr
@@ -140,6 +141,7 @@ type chronyState struct {
 	ntsCA     string
 	ntsNoTime bool
 	known     int
+	makestep  bool
 }
 
 func (m *migration) chrony(name string, src []byte, depth int) error {
@@ -159,6 +161,9 @@ func (m *migration) chrony(name string, src []byte, depth int) error {
 		return err
 	}
 	m.chronyFinish(st)
+	if !st.makestep {
+		m.note(pos{name, 1}, "makestep not given", doesDifferent+": chronyd then never steps the clock; timed steps offsets over engine.step_threshold (1s) in its first engine.step_limit (3) updates. Set step_limit: 0 to never step")
+	}
 	return nil
 }
 
@@ -237,6 +242,7 @@ func (m *migration) chronyDirective(st *chronyState, at pos, line, dir string, a
 	bad := func(what string) { m.warn(at, line, notUnderstood+": "+what) }
 	switch dir {
 	case "makestep":
+		st.makestep = true
 		th, ok1 := seconds(arg(0))
 		lim, ok2 := whole(arg(1), -1<<31, 1<<31-1)
 		if len(args) != 2 || !ok1 || !ok2 || th < 0 {
@@ -407,6 +413,9 @@ func pow2(e int) float64 {
 func (m *migration) chronyAccess(st *chronyState, at pos, line, dir string, args []string) {
 	if dir == "allow" && st.serve.allowAt == nil {
 		st.serve.allowAt = &at
+	}
+	if dir == "deny" && st.serve.denyAt == nil {
+		st.serve.denyAt = &at
 	}
 	if len(args) == 0 || len(args) == 1 && args[0] == "all" {
 		if dir == "allow" {
@@ -673,7 +682,7 @@ func (m *migration) chronyFinish(st *chronyState) {
 		m.set(at, "allow", "server.allow", dedupe(s.allow))
 	}
 	if len(s.deny) > 0 {
-		m.set(at, "deny", "server.deny", dedupe(s.deny))
+		m.set(*s.denyAt, "deny", "server.deny", dedupe(s.deny))
 		for _, a := range s.allow {
 			ap, _ := netip.ParsePrefix(prefixOf(a))
 			for _, d := range s.deny {

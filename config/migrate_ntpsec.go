@@ -72,6 +72,9 @@ func (m *migration) ntpsec(name string, src []byte, depth int) error {
 		return err
 	}
 	m.ntpsecFinish(st)
+	if !m.has("engine.step_threshold") {
+		m.note(pos{name, 1}, "tinker step not given", doesDifferent+": ntpd steps offsets over 128 ms at any time; timed steps offsets over engine.step_threshold (1s) in its first engine.step_limit (3) updates only")
+	}
 	return nil
 }
 
