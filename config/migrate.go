@@ -126,7 +126,7 @@ type pos struct {
 	line int
 }
 
-func (p pos) String() string { return fmt.Sprintf("%s:%d", p.file, p.line) }
+func (p pos) String() string { return fmt.Sprintf("%s:%d", printable(p.file), p.line) }
 
 // note records a directive that is not carried over, and why, as a comment
 // of the output.
@@ -134,7 +134,7 @@ func (m *migration) note(at pos, directive, why string) {
 	if len(m.notes) >= maxMigrateNotes {
 		return
 	}
-	m.notes = append(m.notes, fmt.Sprintf("%s: %s: %s", at, clean(directive), why))
+	m.notes = append(m.notes, fmt.Sprintf("%s: %s: %s", at, clean(directive), printable(why)))
 }
 
 // warn is a note that is also a warning: the line could not be understood,
@@ -142,23 +142,29 @@ func (m *migration) note(at pos, directive, why string) {
 func (m *migration) warn(at pos, directive, why string) {
 	m.note(at, directive, why)
 	if len(m.warnings) < maxMigrateNotes {
-		m.warnings = append(m.warnings, fmt.Sprintf("%s: %s: %s", at, clean(directive), why))
+		m.warnings = append(m.warnings, fmt.Sprintf("%s: %s: %s", at, clean(directive), printable(why)))
 	}
 }
 
-// clean makes input text safe for a one-line comment: control characters
-// become '?', and it is cut at 160 characters.
+// clean makes input text safe for a one-line comment: printable, and cut
+// at 160 characters.
 func clean(s string) string {
-	s = strings.Map(func(r rune) rune {
-		if r == unicode.ReplacementChar || !unicode.IsPrint(r) && r != ' ' {
-			return '?'
-		}
-		return r
-	}, strings.TrimSpace(s))
+	s = printable(strings.TrimSpace(s))
 	if r := []rune(s); len(r) > 160 {
 		s = string(r[:157]) + "..."
 	}
 	return s
+}
+
+// printable replaces control characters and bytes that are not UTF-8
+// with '?'.
+func printable(s string) string {
+	return strings.Map(func(r rune) rune {
+		if r == unicode.ReplacementChar || !unicode.IsPrint(r) && r != ' ' {
+			return '?'
+		}
+		return r
+	}, s)
 }
 
 // Reasons a directive is not carried over; every note starts with one.
