@@ -48,7 +48,7 @@ var ntpsecNotes = map[string]string{
 var ntpsecRestrictFlags = map[string]bool{
 	"kod": true, "limited": true, "nomodify": true, "noquery": true, "nopeer": true, "notrap": true,
 	"nomrulist": true, "version": true, "ntpport": true, "notrust": true, "noepeer": true, "flake": true,
-	"interface": true, "nomrulist:": true,
+	"interface": true,
 }
 
 type ntpsecState struct {
@@ -213,7 +213,7 @@ func (m *migration) ntpsecSource(at pos, line, dir string, args []string) {
 		case "ca":
 			i++
 			setKey(nts, "ca", scalarNode(val), "")
-		case "version", "key", "mode", "ttl", "bias", "minpoll:", "aead", "cookie", "expire":
+		case "version", "key", "mode", "ttl", "bias", "aead", "cookie", "expire":
 			i++
 			m.note(at, line, opt+" "+clean(val)+": "+noEquivalent)
 		default:
@@ -250,8 +250,7 @@ func (m *migration) ntpsecLegacyRefclock(at pos, line string, args []string) {
 		m.warn(at, line, notUnderstood)
 		return
 	}
-	unit, ok := whole(parts[3], 0, 255)
-	if !ok {
+	if _, ok := whole(parts[3], 0, 255); !ok {
 		m.warn(at, line, notUnderstood)
 		return
 	}
@@ -263,7 +262,6 @@ func (m *migration) ntpsecLegacyRefclock(at pos, line string, args []string) {
 	case "22":
 		m.ntpsecRefclock(at, line, append([]string{"pps", "unit", parts[3]}, args[1:]...))
 	default:
-		_ = unit
 		m.warn(at, line, noEquivalent+": timed reads the SHM (type 28), gpsd (46) and PPS (22) reference clocks")
 	}
 }
