@@ -3,6 +3,7 @@ module github.com/timed-project/timed
 go 1.26.0
 
 require (
+	github.com/BurntSushi/toml v1.6.0
 	github.com/facebook/time v0.0.0-20260822211804-f81aedc1c1e3
 	github.com/mdlayher/socket v0.8.0
 	github.com/prometheus/client_golang v1.25.0

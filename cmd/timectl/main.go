@@ -151,6 +151,7 @@ samples given to the engine and the inputs dropped, by reason.` + "\n" + jsonNot
 		waitsyncCommand(ctx, g),
 		watchCommand(ctx, g),
 		compareCommand(ctx, g),
+		migrateCommand(),
 		&cobra.Command{
 			Use:   "validate FILE",
 			Short: "Check a configuration file without starting anything",
