@@ -56,12 +56,18 @@ func getCaps() (*unix.CapUserHeader, *[2]unix.CapUserData, error) {
 // setCaps sets the capability sets of every thread of the process:
 // capabilities belong to threads, and Go's threads must all change.
 func setCaps(hdr *unix.CapUserHeader, data *[2]unix.CapUserData) error {
-	_, _, errno := syscall.AllThreadsSyscall(unix.SYS_CAPSET, uintptr(unsafe.Pointer(hdr)), uintptr(unsafe.Pointer(&data[0])), 0)
+	return allThreads("capset", unix.SYS_CAPSET, uintptr(unsafe.Pointer(hdr)), uintptr(unsafe.Pointer(&data[0])), 0)
+}
+
+// allThreads makes a system call on every thread of the process; what
+// names it in errors.
+func allThreads(what string, trap, a1, a2, a3 uintptr) error {
+	_, _, errno := syscall.AllThreadsSyscall(trap, a1, a2, a3)
 	if errno == syscall.ENOTSUP {
-		return fmt.Errorf("capset: this timed was built with cgo, whose threads Go cannot reach; build it with CGO_ENABLED=0 (make build does)")
+		return fmt.Errorf("%s: this timed was built with cgo, whose threads Go cannot reach; build it with CGO_ENABLED=0 (make build does)", what)
 	}
 	if errno != 0 {
-		return fmt.Errorf("capset: %w", errno)
+		return fmt.Errorf("%s: %w", what, errno)
 	}
 	return nil
 }
@@ -94,8 +100,8 @@ func limitCapabilities(need map[capability]string) (kept []capability, bounding 
 			if in, err := unix.PrctlRetInt(unix.PR_CAPBSET_READ, uintptr(c), 0, 0, 0); err != nil || in == 0 {
 				continue // not there, or not known to this kernel
 			}
-			if _, _, errno := syscall.AllThreadsSyscall(unix.SYS_PRCTL, unix.PR_CAPBSET_DROP, uintptr(c), 0); errno != 0 {
-				return nil, false, fmt.Errorf("prctl(PR_CAPBSET_DROP, %d): %w", c, errno)
+			if err := allThreads(fmt.Sprintf("prctl(PR_CAPBSET_DROP, %d)", c), unix.SYS_PRCTL, unix.PR_CAPBSET_DROP, uintptr(c), 0); err != nil {
+				return nil, false, err
 			}
 		}
 		bounding = true

@@ -118,7 +118,14 @@ func seccompProgram(arch uint32, allowed []uintptr) ([]bpf.RawInstruction, error
 			bpf.JumpIf{Cond: bpf.JumpEqual, Val: uint32(nr), SkipFalse: 1},
 			bpf.RetConstant{Val: unix.SECCOMP_RET_ALLOW})
 	}
-	prog = append(prog, bpf.RetConstant{Val: unix.SECCOMP_RET_ERRNO | uint32(unix.EPERM)&unix.SECCOMP_RET_DATA})
+	// clone3 passes its flags in memory, where the filter cannot see
+	// them: it fails with ENOSYS, on which the C library of a cgo build
+	// (pthread_create) falls back to clone. EPERM would abort that
+	// program at its next new thread.
+	prog = append(prog,
+		bpf.JumpIf{Cond: bpf.JumpEqual, Val: uint32(unix.SYS_CLONE3), SkipFalse: 1},
+		bpf.RetConstant{Val: unix.SECCOMP_RET_ERRNO | uint32(unix.ENOSYS)&unix.SECCOMP_RET_DATA},
+		bpf.RetConstant{Val: unix.SECCOMP_RET_ERRNO | uint32(unix.EPERM)&unix.SECCOMP_RET_DATA})
 	raw, err := bpf.Assemble(prog)
 	if err != nil {
 		return nil, fmt.Errorf("seccomp: assemble the filter: %w", err)

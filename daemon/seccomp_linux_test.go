@@ -6,13 +6,18 @@ import (
 	"encoding/binary"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime"
 	"slices"
+	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
+	"time"
 
 	"golang.org/x/net/bpf"
 	"golang.org/x/sys/unix"
@@ -50,6 +55,7 @@ func TestSeccompProgramVerdicts(t *testing.T) {
 		{"execve", unix.SYS_EXECVE, seccompAuditArch, eperm},
 		{"mount", unix.SYS_MOUNT, seccompAuditArch, eperm},
 		{"ptrace", unix.SYS_PTRACE, seccompAuditArch, eperm},
+		{"clone3", unix.SYS_CLONE3, seccompAuditArch, unix.SECCOMP_RET_ERRNO | uint32(unix.ENOSYS)},
 		{"x32 read", unix.SYS_READ | 0x40000000, seccompAuditArch, eperm},
 		{"unknown number", 4095, seccompAuditArch, eperm},
 		{"read of another architecture", unix.SYS_READ, unix.AUDIT_ARCH_I386, unix.SECCOMP_RET_KILL_PROCESS},
@@ -132,6 +138,8 @@ func TestSeccompRefusesForbiddenCalls(t *testing.T) {
 		{"read", 0},
 		{"clock_gettime", 0},
 		{"socket", 0},
+		{"new threads", 0},
+		{"clone3", int(syscall.ENOSYS)},
 	}
 	for _, tt := range tests {
 		r, ok := got[tt.call]
@@ -203,6 +211,46 @@ func TestSeccompInChild(t *testing.T) {
 		unix.Close(fd)
 	}
 	report("socket", err, "")
+	// New threads after the filter: in a cgo build (this test binary
+	// links the C library through net) the runtime makes them with
+	// pthread_create, whose clone3 must fail with ENOSYS (glibc then uses
+	// clone), not EPERM (glibc aborts the process).
+	threads := func() string {
+		st, _ := os.ReadFile("/proc/self/status")
+		for _, line := range strings.Split(string(st), "\n") {
+			if v, ok := strings.CutPrefix(line, "Threads:"); ok {
+				return strings.TrimSpace(v)
+			}
+		}
+		return ""
+	}
+	before := threads()
+	var wg sync.WaitGroup
+	release := make(chan struct{})
+	for range 8 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			runtime.LockOSThread() // each holds a thread of its own
+			<-release
+		}()
+	}
+	time.Sleep(100 * time.Millisecond)
+	after := threads()
+	close(release)
+	wg.Wait()
+	var newThreads error
+	if b, a := atoiOr(before), atoiOr(after); a <= b {
+		newThreads = fmt.Errorf("threads %s before, %s after 8 locked goroutines", before, after)
+	}
+	report("new threads", newThreads, before+" → "+after)
+	_, _, errno = unix.RawSyscall(unix.SYS_CLONE3, 0, 0, 0)
+	report("clone3", errnoErr(errno), "")
+}
+
+func atoiOr(s string) int {
+	n, _ := strconv.Atoi(s)
+	return n
 }
 
 // errnoErr is nil for 0, else the errno.
