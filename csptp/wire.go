@@ -414,9 +414,11 @@ func timeFlags(q Quality) uint16 {
 		TimeTraceable: q.TimeTraceable, FrequencyTraceable: q.FrequencyTraceable}.Flags()
 }
 
-// answerLen is the number of octets the server sends in answer to a request
-// of protocol p.
-func answerLen(p Protocol) int {
+// AnswerLen is the number of octets a Server sends in answer to a request
+// of protocol p (for SPTP, its Sync and Announce together): the least
+// length of a request, padding included, that a server which refuses to
+// amplify answers.
+func AnswerLen(p Protocol) int {
 	if p == CSPTP {
 		return syncLen + csptpRespLen
 	}
