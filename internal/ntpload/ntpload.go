@@ -130,7 +130,7 @@ type Result struct {
 	// server, all its datagrams together (UDP payload, as RequestLen); a
 	// ratio to RequestLen above 1 is amplification.
 	ResponseLen float64 `json:"response_len"`
-	Offered    float64 `json:"offered_rate"` // requests/s asked for; 0 = maximal
+	Offered     float64 `json:"offered_rate"` // requests/s asked for; 0 = maximal
 	// Seconds is how long requests were sent.
 	Seconds float64 `json:"duration_s"`
 

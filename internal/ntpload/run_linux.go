@@ -175,8 +175,8 @@ type worker struct {
 	dropped    uint32
 	// responseBytes counts the bytes of the datagrams matched.
 	responseBytes uint64
-	kisses     map[[4]byte]uint64
-	hist       histogram
+	kisses        map[[4]byte]uint64
+	hist          histogram
 }
 
 // Sizes of the control messages: IP_PKTINFO and UDP_SEGMENT on sends,
