@@ -579,10 +579,10 @@ func (w *worker) count(n int, t int64) {
 
 // countPTP matches datagram i, received at t, as one part of a PTP
 // answer: by its sequence id and the address it came to (the request's
-// source). An SPTP Announce may come from the server's general port 320.
+// source). It must come from the server's address, but any port: ptp4u
+// answers from a socket of each of its send workers.
 func (w *worker) countPTP(i int, t int64) {
-	name := &w.rname[i]
-	if name.Addr != w.server.Addr || (name.Port != w.server.Port && !(w.ptp == csptp.SPTP && name.Port == generalPortBE)) {
+	if w.rname[i].Addr != w.server.Addr {
 		w.unmatched++
 		return
 	}
@@ -616,13 +616,6 @@ func (w *worker) countPTP(i int, t int64) {
 		}
 	}
 }
-
-// generalPortBE is the PTP general port, 320, as a sockaddr holds it.
-var generalPortBE = func() uint16 {
-	var p uint16
-	binary.BigEndian.PutUint16((*[2]byte)(unsafe.Pointer(&p))[:], 320)
-	return p
-}()
 
 // rxqOverflow reads the SO_RXQ_OVFL counter (the socket's drops so far)
 // from the control messages of one datagram, of which n bytes are valid.

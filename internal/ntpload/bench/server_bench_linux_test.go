@@ -73,9 +73,11 @@ server:
 
 // env is what every leg of the benchmark shares.
 type env struct {
-	dir                      string
-	timed, ntpload, ref      string
-	addr                     netip.AddrPort
+	dir                 string
+	timed, ntpload, ref string
+	addr                netip.AddrPort
+	// netns, when not empty, is the network namespace the load runs in.
+	netns                    string
 	all, serverCPU, loadCPUs unix.CPUSet
 	pinned, niced            bool
 }
@@ -273,7 +275,7 @@ const maxOthers = 0.05
 func (e *env) loadOnce(t *testing.T, pid int, args ...string) (*ntpload.Result, float64) {
 	t.Helper()
 	argv := append([]string{"-o", "json", "-pid", strconv.Itoa(pid), "-sources", strconv.Itoa(*flagSources), "-d", flagLeg.String()}, args...)
-	cmd := exec.Command(e.ntpload, append(argv, e.addr.String())...)
+	cmd := e.ntploadCommand(append(argv, e.addr.String())...)
 	var stdout, stderr bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr
 	waitQuiet(t)
@@ -290,6 +292,16 @@ func (e *env) loadOnce(t *testing.T, pid int, args ...string) (*ntpload.Result, 
 	loader := (cmd.ProcessState.UserTime() + cmd.ProcessState.SystemTime()).Seconds()
 	others := max(busy-loader-res.ServerCPU, 0) / wall
 	return &res, others
+}
+
+// ntploadCommand is ntpload with args, in e's network namespace when it
+// has one (ip netns exec execs ntpload in place: the process and its CPU
+// time are ntpload's).
+func (e *env) ntploadCommand(args ...string) *exec.Cmd {
+	if e.netns == "" {
+		return exec.Command(e.ntpload, args...)
+	}
+	return exec.Command("ip", append([]string{"netns", "exec", e.netns, e.ntpload}, args...)...)
 }
 
 // waitQuiet waits, up to 30 s, for half a second in which all processors
