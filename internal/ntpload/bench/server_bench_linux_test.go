@@ -33,6 +33,7 @@ var (
 	flagServers = flag.String("servers", "chronyd,timed,reference", "the servers to measure, in turn order")
 	flagSpread  = flag.Bool("spread", true, "also measure, unpinned, how each server spreads over the cores")
 	flagMillion = flag.Bool("million", true, "also measure memory after requests from a million client addresses")
+	flagQuiet   = flag.Duration("quiet-wait", 30*time.Second, "the longest wait for a quiet machine before each run")
 )
 
 // The chronyd configuration beyond peers.StartChronyServer's: every
@@ -304,7 +305,7 @@ func (e *env) ntploadCommand(args ...string) *exec.Cmd {
 	return exec.Command("ip", append([]string{"netns", "exec", e.netns, e.ntpload}, args...)...)
 }
 
-// waitQuiet waits, up to 30 s, for half a second in which all processors
+// waitQuiet waits, up to -quiet-wait (30 s), for half a second in which all processors
 // together are less than 5% busy: other processes on a shared machine
 // would disturb the figures.
 func waitQuiet(t *testing.T) {
@@ -320,7 +321,7 @@ func waitQuiet(t *testing.T) {
 				t.Logf("waited %s for the machine to be quiet", waited.Round(time.Second))
 			}
 			return
-		case time.Since(start) > 30*time.Second:
+		case time.Since(start) > *flagQuiet:
 			t.Logf("the machine is not quiet (%.2f cores busy); measuring anyway", busy)
 			return
 		}
