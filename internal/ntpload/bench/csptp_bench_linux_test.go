@@ -158,10 +158,9 @@ func (e *env) measureCSPTP(t *testing.T, leg *Leg, ptp4u string) {
 	le := *e
 	le.addr = addr
 	maxRes, o1, threads := le.load(t, pid, "-protocol", proto, "-burst", "16")
-	if maxRes.Answered == 0 {
-		t.Fatalf("%s answered nothing", leg.Server)
-	}
-	half := strconv.FormatFloat(math.Round(maxRes.ResponseRate/2), 'f', 0, 64)
+	// A server that collapses under the load still gets its half-rate
+	// run, at 1 request a second at least (0 would mean maximal).
+	half := strconv.FormatFloat(max(math.Round(maxRes.ResponseRate/2), 1), 'f', 0, 64)
 	halfRes, o2, _ := le.load(t, pid, "-protocol", proto, "-burst", "1", "-rate", half)
 	leg.Max, leg.Half, leg.Others = maxRes, halfRes, max(o1, o2)
 	t.Logf("%s: %.0f responses/s at saturation, %.0f per CPU-second (%.2f cores; threads %s); at %s req/s loss %.3f%%, latency p50 %.0f µs, p99 %.0f µs; %d / %.0f bytes per request / answer; others used %.2f cores",
