@@ -94,6 +94,13 @@ bench-server:
 bench-nts:
 	TIMED_WRITE_PERF=1 $(GO) test -tags bench -count=1 -timeout 30m -v -run '^TestNTSBench$$' ./internal/ntpload/bench -args -nts-rounds $(BENCH_ROUNDS)
 
+# bench-csptp: timed's CSPTP server (CSPTP and SPTP requests) next to its NTP
+# server and facebook/time's ptp4u (root, 2 CPUs; a network namespace of its
+# own); rewrites the CSPTP section of docs/PERFORMANCE.md.
+.PHONY: bench-csptp
+bench-csptp:
+	TIMED_WRITE_PERF=1 $(GO) test -tags bench -count=1 -timeout 30m -v -run '^TestCSPTPServerBench$$' ./internal/ntpload/bench -args -rounds $(BENCH_ROUNDS)
+
 # Man pages of timectl (section 1) and timed (section 8), generated from
 # their cobra commands into man/man1 and man/man8 (git-ignored; `man -M man
 # timectl` reads them; MANDIR moves them). Built with the genman tag:

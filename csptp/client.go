@@ -233,7 +233,7 @@ type exchange struct {
 func (c *Client) exchange(ctx context.Context, conn *netstamp.Conn, self protocol.PortIdentity, seq uint16, timeout time.Duration, buf []byte) (*sources.Measurement, error) {
 	req := Request{Protocol: c.cfg.Protocol, Domain: c.cfg.Domain, SequenceID: seq, Source: self}
 	if c.cfg.Pad {
-		req.Padding = answerLen(req.Protocol) - syncLen
+		req.Padding = AnswerLen(req.Protocol) - syncLen
 		if req.Protocol == CSPTP {
 			req.Padding -= csptpReqLen
 		}

@@ -209,7 +209,7 @@ func (s *Server) answer(b []byte, from netip.AddrPort, rx time.Time, out []byte)
 		s.drop(DropMalformed, from, err)
 		return
 	}
-	if s.cfg.RefuseAmplification && req.Length < answerLen(req.Protocol) {
+	if s.cfg.RefuseAmplification && req.Length < AnswerLen(req.Protocol) {
 		s.drop(DropTooShort, from, nil)
 		return
 	}

@@ -4,6 +4,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"slices"
 
 	"github.com/facebook/time/ptp/protocol"
 
@@ -132,15 +133,18 @@ func appendTLV(b []byte, t protocol.TLVType, n int) ([]byte, []byte) {
 	return b, b[start:]
 }
 
-// appendSync appends a Sync or Delay_Req with the given header.
+// appendSync appends a Sync or Delay_Req with the given header. It
+// encodes into b's spare capacity (a buffer on the stack would escape to
+// the heap through the codec: one allocation per answer).
 func appendSync(b []byte, h protocol.Header, origin protocol.Timestamp) ([]byte, error) {
-	var buf [syncLen]byte
+	start := len(b)
+	b = slices.Grow(b, syncLen)[:start+syncLen]
 	m := protocol.SyncDelayReq{Header: h, SyncDelayReqBody: protocol.SyncDelayReqBody{OriginTimestamp: origin}}
-	n, err := m.MarshalBinaryTo(buf[:])
+	n, err := m.MarshalBinaryTo(b[start:])
 	if err != nil {
-		return b, fmt.Errorf("csptp: encoding %s: %w", h.MessageType(), err)
+		return b[:start], fmt.Errorf("csptp: encoding %s: %w", h.MessageType(), err)
 	}
-	return append(b, buf[:n]...), nil
+	return b[:start+n], nil
 }
 
 // AppendBinary appends the request's wire form to b.
@@ -382,12 +386,13 @@ func appendSPTPAnnounce(b []byte, req *Request, self protocol.PortIdentity, tx p
 		StepsRemoved:            q.StepsRemoved,
 		TimeSource:              q.TimeSource,
 	}}
-	var buf [announceLen]byte
-	n, err := m.MarshalBinaryTo(buf[:])
+	start := len(b)
+	b = slices.Grow(b, announceLen)[:start+announceLen]
+	n, err := m.MarshalBinaryTo(b[start:])
 	if err != nil {
-		return b, fmt.Errorf("csptp: encoding Announce: %w", err)
+		return b[:start], fmt.Errorf("csptp: encoding Announce: %w", err)
 	}
-	return append(b, buf[:n]...), nil
+	return b[:start+n], nil
 }
 
 // appendCSPTPResponse appends the one-step Sync that answers the CSPTP
@@ -414,9 +419,11 @@ func timeFlags(q Quality) uint16 {
 		TimeTraceable: q.TimeTraceable, FrequencyTraceable: q.FrequencyTraceable}.Flags()
 }
 
-// answerLen is the number of octets the server sends in answer to a request
-// of protocol p.
-func answerLen(p Protocol) int {
+// AnswerLen is the number of octets a Server sends in answer to a request
+// of protocol p (for SPTP, its Sync and Announce together): the least
+// length of a request, padding included, that a server which refuses to
+// amplify answers.
+func AnswerLen(p Protocol) int {
 	if p == CSPTP {
 		return syncLen + csptpRespLen
 	}

@@ -1,9 +1,12 @@
-// Command ntpload loads an NTP server with client requests from many
-// source addresses and reports responses per second, loss, kisses, latency
-// percentiles and, with -pid, the server's CPU time per response.
+// Command ntpload loads an NTP server (or, with -protocol, an SPTP or
+// CSPTP server) with client requests from many source addresses and
+// reports responses per second, loss, kisses, latency percentiles, bytes
+// per request and per answer and, with -pid, the server's CPU time per
+// response.
 //
-//	ntpload [-sources N] [-rate R] [-d DURATION] [-workers W] [-burst B]
-//	        [-no-gso] [-wait D] [-pid PID] [-o text|json] ADDRESS:PORT
+//	ntpload [-protocol ntp|sptp|csptp] [-pad] [-sources N] [-rate R]
+//	        [-d DURATION] [-workers W] [-burst B] [-no-gso] [-wait D]
+//	        [-pid PID] [-o text|json] ADDRESS:PORT
 //
 // Source addresses are 127.1.0.1, 127.1.0.2, ... (any 127.a.b.c is on
 // loopback); -rate 0 sends as fast as it can. See internal/ntpload.
@@ -52,6 +55,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	fs.BoolVar(&o.NoGSO, "no-gso", false, "send each request as a datagram of its own (plain sendmmsg)")
 	fs.DurationVar(&o.Wait, "wait", 500*time.Millisecond, "how long to wait for responses after the last request")
 	fs.IntVar(&o.ServerPID, "pid", 0, "the server's process ID, to report its CPU time")
+	fs.StringVar(&o.Protocol, "protocol", ntpload.ProtocolNTP, "requests to send: ntp, sptp (Delay_Req, answered by Sync and Announce) or csptp (Sync with a request TLV)")
+	fs.BoolVar(&o.Pad, "pad", false, "pad sptp and csptp requests to the length of their answer (for servers that refuse to amplify)")
 	ntsKE := fs.String("nts", "", "send NTS requests, with keys and cookies from this NTS-KE server (HOST:PORT)")
 	ntsCA := fs.String("nts-ca", "", "PEM file of the CA certificates to trust for -nts (default: the system's)")
 	ntsClients := fs.Int("nts-clients", 16, "NTS-KE exchanges for -nts: each makes one client, and the sources are dealt out among them")

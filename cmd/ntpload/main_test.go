@@ -23,6 +23,8 @@ func TestUsage(t *testing.T) {
 		{"unknown flag", []string{"-frobnicate", "127.0.0.1:123"}, 2, "flag provided but not defined"},
 		{"bad option", []string{"-burst", "1000", "127.0.0.1:123"}, 1, "burst 1000"},
 		{"IPv6 server", []string{"[::1]:123"}, 1, "want an IPv4"},
+		{"bad protocol", []string{"-protocol", "ptp", "127.0.0.1:319"}, 1, `protocol "ptp"`},
+		{"pad with NTP", []string{"-pad", "127.0.0.1:123"}, 1, "padding is for SPTP"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -8,6 +8,13 @@
 // request by that cookie, so responses are counted once and late, duplicate,
 // foreign and malformed datagrams are told apart.
 //
+// With Options.Protocol set to sptp or csptp the requests are instead
+// client-server PTP ones, built by package csptp's encoder, one sequence
+// number after the other, each from its source address with a clock
+// identity of its own; an answer is matched by its sequence id and the
+// address it came back to, and is complete when all its datagrams came (an
+// SPTP Sync and Announce, a CSPTP Sync).
+//
 // On Linux the requests come from many source addresses: 127.0.0.0/8 is
 // all on loopback, so each worker has one socket bound to the wildcard
 // address (and to the loopback device when the server is on loopback) and
@@ -33,6 +40,7 @@ import (
 
 	"go.uber.org/zap"
 
+	"github.com/timed-project/timed/csptp"
 	"github.com/timed-project/timed/nts"
 )
 
@@ -77,6 +85,14 @@ type Options struct {
 	// cookie and an authenticator sealed with its key, so the server does
 	// all of an NTS request's work. The cookies must all be as long.
 	NTS []NTSClient
+	// Protocol is what the requests are: ProtocolNTP (the default),
+	// ProtocolSPTP or ProtocolCSPTP. A PTP request's sequence id and
+	// source address match it to its answer; each source address has a
+	// clock identity of its own.
+	Protocol string
+	// Pad pads each SPTP or CSPTP request with a PAD TLV to the length of
+	// its answer, as servers that refuse to amplify want.
+	Pad bool
 	// Logger receives warnings (nil: none).
 	Logger *zap.Logger
 }
@@ -106,14 +122,20 @@ type Result struct {
 	Burst   int    `json:"burst"`
 	GSO     bool   `json:"gso"`
 	NTS     bool   `json:"nts,omitempty"`
+	// Protocol is what the requests were: ntp, sptp or csptp.
+	Protocol string `json:"protocol"`
 	// RequestLen is the length of each request in bytes.
-	RequestLen int     `json:"request_len"`
-	Offered    float64 `json:"offered_rate"` // requests/s asked for; 0 = maximal
+	RequestLen int `json:"request_len"`
+	// ResponseLen is the mean number of bytes an answer took from the
+	// server, all its datagrams together (UDP payload, as RequestLen); a
+	// ratio to RequestLen above 1 is amplification.
+	ResponseLen float64 `json:"response_len"`
+	Offered     float64 `json:"offered_rate"` // requests/s asked for; 0 = maximal
 	// Seconds is how long requests were sent.
 	Seconds float64 `json:"duration_s"`
 
 	Sent     uint64 `json:"sent"`
-	Answered uint64 `json:"answered"` // matched responses that are not kisses
+	Answered uint64 `json:"answered"` // matched, complete answers that are not kisses
 	Kissed   uint64 `json:"kissed"`   // matched kiss-of-death responses
 	// Kisses counts the matched kisses by code (RATE, DENY, ...).
 	Kisses map[string]uint64 `json:"kisses,omitempty"`
@@ -147,6 +169,10 @@ type Result struct {
 	ServerCores float64 `json:"server_cores,omitempty"`
 	// PerCPUSecond is Answered / ServerCPU.
 	PerCPUSecond float64 `json:"responses_per_cpu_s,omitempty"`
+
+	// responseBytes is the bytes of the datagrams that made up the
+	// answers counted.
+	responseBytes uint64
 }
 
 // Latency holds latency percentiles in microseconds.
@@ -195,6 +221,19 @@ func (o Options) withDefaults() (Options, error) {
 	if o.Logger == nil {
 		o.Logger = zap.NewNop()
 	}
+	if o.Protocol == "" {
+		o.Protocol = ProtocolNTP
+	}
+	p, err := ptpProtocol(o.Protocol)
+	if err != nil {
+		return o, err
+	}
+	if p != 0 && len(o.NTS) > 0 {
+		return o, fmt.Errorf("ntpload: NTS with protocol %s: NTS protects NTP only", o.Protocol)
+	}
+	if p == 0 && o.Pad {
+		return o, errors.New("ntpload: padding is for SPTP and CSPTP requests")
+	}
 	switch {
 	case o.Sources < 1 || o.Sources > MaxSources:
 		return o, fmt.Errorf("ntpload: %d sources: want 1 to %d", o.Sources, MaxSources)
@@ -220,12 +259,25 @@ func (o Options) withDefaults() (Options, error) {
 	return o, nil
 }
 
-// requestLen is the length of each request o makes.
+// requestLen is the length of each request o makes (o has its defaults).
 func requestLen(o Options) int {
+	if p, _ := ptpProtocol(o.Protocol); p != 0 {
+		b, _ := ptpTemplate(p, [4]byte{127, 0, 0, 1}, ptpPad(o, p))
+		return len(b)
+	}
 	if len(o.NTS) == 0 {
 		return headerLen
 	}
 	return headerLen + nts.RequestFieldsLen(len(o.NTS[0].Cookie), 0)
+}
+
+// ptpPad is the PAD TLV length o's PTP requests of protocol p carry.
+func ptpPad(o Options, p csptp.Protocol) int {
+	if !o.Pad {
+		return 0
+	}
+	n, _ := ptpPadding(p)
+	return n
 }
 
 // sourceAddr is the i-th source address from first on, skipping addresses
@@ -255,6 +307,9 @@ func (r *Result) finish(h *histogram) {
 		r.Loss = 1 - float64(r.Answered+r.Kissed)/float64(r.Sent)
 	}
 	r.Latency = latencyOf(h)
+	if r.Answered+r.Kissed > 0 {
+		r.ResponseLen = float64(r.responseBytes) / float64(r.Answered+r.Kissed)
+	}
 	if r.ServerCPU > 0 {
 		r.PerCPUSecond = float64(r.Answered) / r.ServerCPU
 	}

@@ -22,6 +22,9 @@ func (r *Result) WriteText(w io.Writer) error {
 	if r.NTS {
 		mode += fmt.Sprintf(", NTS, %d-byte requests", r.RequestLen)
 	}
+	if r.Protocol != "" && r.Protocol != ProtocolNTP {
+		mode += ", " + r.Protocol
+	}
 	rows := [][2]string{
 		{"server", r.Server},
 		{"load", fmt.Sprintf("%s for %.2f s from %d source addresses, %d workers, bursts of %d (%s)", offered, r.Seconds, r.Sources, r.Workers, r.Burst, mode)},
@@ -30,6 +33,7 @@ func (r *Result) WriteText(w io.Writer) error {
 		{"kissed", fmt.Sprintf("%d%s", r.Kissed, kissList(r.Kisses))},
 		{"loss", fmt.Sprintf("%.4f%% (kisses are answers; %d dropped in our own receive buffer)", 100*r.Loss, r.RecvDropped)},
 		{"unmatched / duplicate / malformed", fmt.Sprintf("%d / %d / %d", r.Unmatched, r.Duplicates, r.Malformed)},
+		{"bytes per request / per answer", fmt.Sprintf("%d / %.1f", r.RequestLen, r.ResponseLen)},
 		{"latency p50 / p90 / p99 / p99.9 / max", fmt.Sprintf("%.1f / %.1f / %.1f / %.1f / %.1f µs", r.Latency.P50, r.Latency.P90, r.Latency.P99, r.Latency.P999, r.Latency.Max)},
 	}
 	if r.ServerPID != 0 {

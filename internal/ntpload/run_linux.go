@@ -16,6 +16,8 @@ import (
 
 	"go.uber.org/zap"
 	"golang.org/x/sys/unix"
+
+	"github.com/timed-project/timed/csptp"
 )
 
 const (
@@ -64,7 +66,7 @@ func Run(ctx context.Context, o Options) (*Result, error) {
 	}
 	res := &Result{
 		Server: o.Server.String(), Sources: o.Sources, Workers: o.Workers, Burst: o.Burst, GSO: !o.NoGSO,
-		NTS: len(o.NTS) > 0, RequestLen: requestLen(o),
+		NTS: len(o.NTS) > 0, Protocol: o.Protocol, RequestLen: requestLen(o),
 		Offered: o.Rate, ServerPID: o.ServerPID, Kisses: map[string]uint64{},
 	}
 	var cpu0 time.Duration
@@ -111,6 +113,7 @@ func Run(ctx context.Context, o Options) (*Result, error) {
 		res.Duplicates += w.duplicates
 		res.Malformed += w.malformed
 		res.RecvDropped += uint64(w.dropped)
+		res.responseBytes += w.responseBytes
 		for code, n := range w.kisses {
 			res.Kisses[kissName(code)] += n
 		}
@@ -138,6 +141,11 @@ type worker struct {
 
 	// Sending.
 	seq uint64
+	// With PTP, ptp is the wire form, ptpTemplates[i] the request from
+	// sources[i] and ptpParts the parts of a complete answer.
+	ptp          csptp.Protocol
+	ptpTemplates [][]byte
+	ptpParts     uint64
 	// With NTS, clients[i] is the NTS client of sources[i].
 	clients []*NTSClient
 	reqLen  int // bytes per request
@@ -165,17 +173,19 @@ type worker struct {
 	duplicates uint64
 	malformed  uint64
 	dropped    uint32
-	kisses     map[[4]byte]uint64
-	hist       histogram
+	// responseBytes counts the bytes of the datagrams matched.
+	responseBytes uint64
+	kisses        map[[4]byte]uint64
+	hist          histogram
 }
 
 // Sizes of the control messages: IP_PKTINFO and UDP_SEGMENT on sends,
-// SO_RXQ_OVFL on receives.
+// SO_RXQ_OVFL and (for PTP) IP_PKTINFO on receives.
 var (
 	pktinfoSpace = unix.CmsgSpace(unix.SizeofInet4Pktinfo)
 	segmentSpace = unix.CmsgSpace(2)
 	sendOOBLen   = pktinfoSpace + segmentSpace
-	recvOOBLen   = unix.CmsgSpace(4)
+	recvOOBLen   = unix.CmsgSpace(4) + pktinfoSpace
 )
 
 func newWorker(o Options, index int) (*worker, error) {
@@ -204,6 +214,20 @@ func newWorker(o Options, index int) (*worker, error) {
 			w.clients = append(w.clients, &o.NTS[(index+i*o.Workers)%len(o.NTS)])
 		}
 	}
+	var err error
+	if w.ptp, err = ptpProtocol(o.Protocol); err != nil {
+		return nil, err
+	}
+	if w.ptp != 0 {
+		w.ptpParts = ptpParts(w.ptp)
+		for _, a := range w.sources {
+			b, err := ptpTemplate(w.ptp, a, ptpPad(o, w.ptp))
+			if err != nil {
+				return nil, err
+			}
+			w.ptpTemplates = append(w.ptpTemplates, b)
+		}
+	}
 
 	// The ring of requests in flight must hold what is sent while a
 	// response may still come: at a maximal rate about a second's worth.
@@ -214,6 +238,11 @@ func newWorker(o Options, index int) (*worker, error) {
 		for float64(ringLen) < need && ringLen < 1<<22 {
 			ringLen <<= 1
 		}
+	}
+	if w.ptp != 0 {
+		// A PTP answer carries 16 bits of sequence id, which index the
+		// ring.
+		ringLen = min(ringLen, 1<<16)
 	}
 	w.ring = make([]slot, ringLen)
 	w.mask = uint64(ringLen - 1)
@@ -247,6 +276,13 @@ func (w *worker) open(o Options) error {
 	if err := unix.SetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_RXQ_OVFL, 1); err != nil {
 		unix.Close(fd)
 		return fmt.Errorf("ntpload: SO_RXQ_OVFL: %w", err)
+	}
+	if w.ptp != 0 {
+		// The address each answer came to names the request's source.
+		if err := unix.SetsockoptInt(fd, unix.IPPROTO_IP, unix.IP_PKTINFO, 1); err != nil {
+			unix.Close(fd)
+			return fmt.Errorf("ntpload: IP_PKTINFO: %w", err)
+		}
 	}
 	if err := unix.Bind(fd, &unix.SockaddrInet4{}); err != nil {
 		unix.Close(fd)
@@ -409,6 +445,13 @@ func (w *worker) fill(n int) {
 		buf := w.sbuf[m*len(w.sbuf)/len(w.smsgs):]
 		for j := range k {
 			w.seq++
+			if w.ptp != 0 {
+				seq := uint16(w.seq)
+				ptpRequest(buf[j*w.reqLen:(j+1)*w.reqLen], w.ptpTemplates[w.next], seq)
+				s := &w.ring[uint64(seq)&w.mask]
+				s.sent, s.cookie = t, ptpKey(src, seq)|w.ptpParts
+				continue
+			}
 			hi := rand.Uint32() | 1 // never a zero cookie
 			cookie := uint64(hi)<<32 | w.seq&0xffffffff
 			b := buf[j*w.reqLen : (j+1)*w.reqLen]
@@ -494,6 +537,10 @@ func (w *worker) receive(timeout int64) bool {
 // count matches the n datagrams just read, received at t.
 func (w *worker) count(n int, t int64) {
 	for i := range n {
+		if w.ptp != 0 {
+			w.countPTP(i, t)
+			continue
+		}
 		if name := &w.rname[i]; name.Addr != w.server.Addr || name.Port != w.server.Port {
 			w.unmatched++
 			continue
@@ -509,6 +556,7 @@ func (w *worker) count(n int, t int64) {
 		case origin != 0 && s.cookie == origin:
 			s.cookie = ^origin
 			w.matched++
+			w.responseBytes += uint64(l)
 			if k == kindKiss {
 				w.kissed++
 				w.kisses[code]++
@@ -529,24 +577,75 @@ func (w *worker) count(n int, t int64) {
 	}
 }
 
+// countPTP matches datagram i, received at t, as one part of a PTP
+// answer: by its sequence id and the address it came to (the request's
+// source). It must come from the server's address, but any port: ptp4u
+// answers from a socket of each of its send workers.
+func (w *worker) countPTP(i int, t int64) {
+	if w.rname[i].Addr != w.server.Addr {
+		w.unmatched++
+		return
+	}
+	l := min(int(w.rmsgs[i].Len), recvBufLen)
+	part, seq, ok := parsePTPResponse(w.ptp, w.rbuf[i*recvBufLen:i*recvBufLen+l])
+	if !ok {
+		w.malformed++
+		return
+	}
+	oob := w.roob[i*recvOOBLen:]
+	data, ok := findCmsg(oob, int(w.rmsgs[i].Hdr.Controllen), unix.IPPROTO_IP, unix.IP_PKTINFO, unix.SizeofInet4Pktinfo)
+	if !ok {
+		w.unmatched++
+		return
+	}
+	var dst [4]byte
+	copy(dst[:], data[8:12]) // in_pktinfo.ipi_addr: the header's destination
+	s := &w.ring[uint64(seq)&w.mask]
+	switch key := ptpKey(dst, seq); {
+	case s.cookie&^partsMask != key:
+		w.unmatched++
+	case s.cookie&part == 0:
+		w.duplicates++
+	default:
+		s.cookie &^= part
+		w.responseBytes += uint64(l)
+		if s.cookie&partsMask == 0 {
+			w.matched++
+			w.answered++
+			w.hist.add(t - s.sent)
+		}
+	}
+}
+
 // rxqOverflow reads the SO_RXQ_OVFL counter (the socket's drops so far)
 // from the control messages of one datagram, of which n bytes are valid.
 func rxqOverflow(oob []byte, n int) (uint32, bool) {
+	data, ok := findCmsg(oob, n, unix.SOL_SOCKET, unix.SO_RXQ_OVFL, 4)
+	if !ok {
+		return 0, false
+	}
+	return binary.NativeEndian.Uint32(data), true
+}
+
+// findCmsg returns the data of the first control message of the given
+// level and type with at least size bytes, among the control messages of
+// one datagram of which n bytes of oob are valid.
+func findCmsg(oob []byte, n int, level, typ int32, size int) ([]byte, bool) {
 	b := oob[:min(max(n, 0), len(oob))]
 	for len(b) >= unix.CmsgLen(0) {
 		h := (*unix.Cmsghdr)(unsafe.Pointer(&b[0]))
 		l := int(h.Len)
 		if l < unix.CmsgLen(0) || l > len(b) {
-			return 0, false
+			return nil, false
 		}
-		if h.Level == unix.SOL_SOCKET && h.Type == unix.SO_RXQ_OVFL && l >= unix.CmsgLen(4) {
-			return binary.NativeEndian.Uint32(b[unix.CmsgLen(0):]), true
+		if h.Level == level && h.Type == typ && l >= unix.CmsgLen(size) {
+			return b[unix.CmsgLen(0):l], true
 		}
 		next := unix.CmsgSpace(l - unix.CmsgLen(0))
 		if next > len(b) {
-			return 0, false
+			return nil, false
 		}
 		b = b[next:]
 	}
-	return 0, false
+	return nil, false
 }

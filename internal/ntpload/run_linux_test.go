@@ -316,10 +316,11 @@ func TestProcessCPU(t *testing.T) {
 }
 
 func TestRxqOverflow(t *testing.T) {
-	b := make([]byte, 2*recvOOBLen)
+	first := unix.CmsgSpace(4)
+	b := make([]byte, 2*first)
 	putCmsgHeader(b, unix.IPPROTO_IP, unix.IP_TTL, 4) // another control message first
-	putCmsgHeader(b[recvOOBLen:], unix.SOL_SOCKET, unix.SO_RXQ_OVFL, 4)
-	binary.NativeEndian.PutUint32(b[recvOOBLen+unix.CmsgLen(0):], 77)
+	putCmsgHeader(b[first:], unix.SOL_SOCKET, unix.SO_RXQ_OVFL, 4)
+	binary.NativeEndian.PutUint32(b[first+unix.CmsgLen(0):], 77)
 	tests := []struct {
 		name string
 		n    int
@@ -327,14 +328,37 @@ func TestRxqOverflow(t *testing.T) {
 		ok   bool
 	}{
 		{"both", len(b), 77, true},
-		{"first only", recvOOBLen, 0, false},
+		{"first only", first, 0, false},
 		{"none", 0, 0, false},
-		{"cut", recvOOBLen + unix.CmsgLen(4) - 1, 0, false},
+		{"cut", first + unix.CmsgLen(4) - 1, 0, false},
 	}
 	for _, tt := range tests {
 		got, ok := rxqOverflow(b, tt.n)
 		if got != tt.want || ok != tt.ok {
 			t.Errorf("%s: rxqOverflow = %d, %v; want %d, %v", tt.name, got, ok, tt.want, tt.ok)
+		}
+	}
+}
+
+func TestFindPktinfo(t *testing.T) {
+	b := make([]byte, recvOOBLen)
+	putCmsgHeader(b, unix.SOL_SOCKET, unix.SO_RXQ_OVFL, 4)
+	putCmsgHeader(b[unix.CmsgSpace(4):], unix.IPPROTO_IP, unix.IP_PKTINFO, unix.SizeofInet4Pktinfo)
+	dst := [4]byte{127, 1, 2, 3}
+	copy(b[unix.CmsgSpace(4)+unix.CmsgLen(0)+8:], dst[:])
+	tests := []struct {
+		name string
+		n    int
+		ok   bool
+	}{
+		{"both", len(b), true},
+		{"cut", unix.CmsgSpace(4) + unix.CmsgLen(unix.SizeofInet4Pktinfo) - 1, false},
+		{"none", 0, false},
+	}
+	for _, tt := range tests {
+		data, ok := findCmsg(b, tt.n, unix.IPPROTO_IP, unix.IP_PKTINFO, unix.SizeofInet4Pktinfo)
+		if ok != tt.ok || (ok && [4]byte(data[8:12]) != dst) {
+			t.Errorf("%s: findCmsg = %v, %v; want the destination %v: %v", tt.name, data, ok, dst, tt.ok)
 		}
 	}
 }

@@ -290,6 +290,7 @@ func verdict(pass bool) string {
 const (
 	ServerSection = "server"
 	NTSSection    = "nts"
+	CSPTPSection  = "csptp"
 )
 
 // WriteSection replaces the text between the markers "<!-- NAME:begin -->"

@@ -33,6 +33,7 @@ var (
 	flagServers = flag.String("servers", "chronyd,timed,reference", "the servers to measure, in turn order")
 	flagSpread  = flag.Bool("spread", true, "also measure, unpinned, how each server spreads over the cores")
 	flagMillion = flag.Bool("million", true, "also measure memory after requests from a million client addresses")
+	flagQuiet   = flag.Duration("quiet-wait", 30*time.Second, "the longest wait for a quiet machine before each run")
 )
 
 // The chronyd configuration beyond peers.StartChronyServer's: every
@@ -73,9 +74,11 @@ server:
 
 // env is what every leg of the benchmark shares.
 type env struct {
-	dir                      string
-	timed, ntpload, ref      string
-	addr                     netip.AddrPort
+	dir                 string
+	timed, ntpload, ref string
+	addr                netip.AddrPort
+	// netns, when not empty, is the network namespace the load runs in.
+	netns                    string
 	all, serverCPU, loadCPUs unix.CPUSet
 	pinned, niced            bool
 }
@@ -273,7 +276,7 @@ const maxOthers = 0.05
 func (e *env) loadOnce(t *testing.T, pid int, args ...string) (*ntpload.Result, float64) {
 	t.Helper()
 	argv := append([]string{"-o", "json", "-pid", strconv.Itoa(pid), "-sources", strconv.Itoa(*flagSources), "-d", flagLeg.String()}, args...)
-	cmd := exec.Command(e.ntpload, append(argv, e.addr.String())...)
+	cmd := e.ntploadCommand(append(argv, e.addr.String())...)
 	var stdout, stderr bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr
 	waitQuiet(t)
@@ -292,7 +295,17 @@ func (e *env) loadOnce(t *testing.T, pid int, args ...string) (*ntpload.Result, 
 	return &res, others
 }
 
-// waitQuiet waits, up to 30 s, for half a second in which all processors
+// ntploadCommand is ntpload with args, in e's network namespace when it
+// has one (ip netns exec execs ntpload in place: the process and its CPU
+// time are ntpload's).
+func (e *env) ntploadCommand(args ...string) *exec.Cmd {
+	if e.netns == "" {
+		return exec.Command(e.ntpload, args...)
+	}
+	return exec.Command("ip", append([]string{"netns", "exec", e.netns, e.ntpload}, args...)...)
+}
+
+// waitQuiet waits, up to -quiet-wait (30 s), for half a second in which all processors
 // together are less than 5% busy: other processes on a shared machine
 // would disturb the figures.
 func waitQuiet(t *testing.T) {
@@ -308,7 +321,7 @@ func waitQuiet(t *testing.T) {
 				t.Logf("waited %s for the machine to be quiet", waited.Round(time.Second))
 			}
 			return
-		case time.Since(start) > 30*time.Second:
+		case time.Since(start) > *flagQuiet:
 			t.Logf("the machine is not quiet (%.2f cores busy); measuring anyway", busy)
 			return
 		}
