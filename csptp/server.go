@@ -131,6 +131,14 @@ func NewServer(cfg ServerConfig, tb sources.Timebase, log *zap.Logger) (*Server,
 	if err != nil {
 		return nil, fmt.Errorf("csptp: server: listening on %s: %w", laddr, err)
 	}
+	// An SPTP Sync needs its transmit timestamp. Sent from the listening
+	// socket, a flood of requests made the kernel drop those timestamps
+	// and every answer wait for one (about 10 answers a second); SPTP and
+	// CSPTP clients take answers from any port of the server's address.
+	if err := conn.SendStampedFromOwnSocket(); err != nil {
+		conn.Close()
+		return nil, fmt.Errorf("csptp: server: %w", err)
+	}
 	return &Server{cfg: cfg, tb: tb, log: log, conn: conn,
 		self:     protocol.PortIdentity{ClockIdentity: cfg.ClockIdentity, PortNumber: 1},
 		answered: map[Protocol]uint64{}, dropped: map[string]uint64{}}, nil
@@ -235,7 +243,7 @@ func (s *Server) answer(b []byte, from netip.AddrPort, rx time.Time, out []byte)
 		}
 		out, err = appendSPTPAnnounce(out[:0], &req, s.self, t3, q)
 		if err == nil {
-			_, _, err = s.conn.WriteTo(out, to)
+			err = s.conn.WriteToUnstamped(out, to)
 		}
 		if err != nil {
 			s.drop(DropSendFailed, to, err)
@@ -245,7 +253,8 @@ func (s *Server) answer(b []byte, from netip.AddrPort, rx time.Time, out []byte)
 		t3 := protocol.NewTimestamp(s.tb.Now().Add(utc))
 		out, err = appendCSPTPResponse(out[:0], &req, s.self, t2, t3, q)
 		if err == nil {
-			_, _, err = s.conn.WriteTo(out, from)
+			// One-step: t3 is in the message, no timestamp to wait for.
+			err = s.conn.WriteToUnstamped(out, from)
 		}
 		if err != nil {
 			s.drop(DropSendFailed, from, err)

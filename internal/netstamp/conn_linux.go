@@ -236,3 +236,59 @@ func (c *Conn) WriteTo(b []byte, to netip.AddrPort) (tx time.Time, st Stamping, 
 
 // destination converts the destination of a send.
 func (c *Conn) destination(to netip.AddrPort) (unix.Sockaddr, error) { return c.sockaddr(to, false) }
+
+// WriteToUnstamped sends b to the address to without asking for a
+// transmit timestamp, so it never waits for one.
+func (c *Conn) WriteToUnstamped(b []byte, to netip.AddrPort) error {
+	_, _, err := sendTo(c.k, b, to, c.destination, "", false)
+	return err
+}
+
+// SendStampedFromOwnSocket makes WriteTo send from a second socket: the
+// same address, an ephemeral port, outside the Go poller, and receiving
+// nothing (a socket filter drops every datagram sent to it). Its error
+// queue then holds only its own transmit timestamps: on the listening
+// socket a flood of requests fills the receive buffer, against which the
+// kernel counts the error queue, and it drops the timestamps, so that
+// every stamped answer waits the whole TxStampWait. Being outside the
+// poller, its frames also leave right after their timestamp (see
+// stampSocket.txFD). For servers whose clients take answers from any port
+// of the server's address, as SPTP clients do.
+func (c *Conn) SendStampedFromOwnSocket() error {
+	domain := unix.AF_INET
+	if c.fam == 6 {
+		domain = unix.AF_INET6
+	}
+	fd, err := unix.Socket(domain, unix.SOCK_DGRAM|unix.SOCK_CLOEXEC, unix.IPPROTO_UDP)
+	if err != nil {
+		return fmt.Errorf("netstamp: transmit socket: %w", err)
+	}
+	fail := func(what string, err error) error {
+		unix.Close(fd)
+		return fmt.Errorf("netstamp: transmit socket: %s: %w", what, err)
+	}
+	if c.fam == 6 {
+		v := 0
+		if c.v6only {
+			v = 1
+		}
+		if err := unix.SetsockoptInt(fd, unix.IPPROTO_IPV6, unix.IPV6_V6ONLY, v); err != nil {
+			return fail("IPV6_V6ONLY", err)
+		}
+	}
+	dropAll := []unix.SockFilter{{Code: unix.BPF_RET | unix.BPF_K, K: 0}}
+	if err := unix.SetsockoptSockFprog(fd, unix.SOL_SOCKET, unix.SO_ATTACH_FILTER,
+		&unix.SockFprog{Len: uint16(len(dropAll)), Filter: &dropAll[0]}); err != nil {
+		return fail("SO_ATTACH_FILTER", err)
+	}
+	sa, err := c.sockaddr(netip.AddrPortFrom(c.local.Addr(), 0), true)
+	if err != nil {
+		return fail("address", err)
+	}
+	if err := unix.Bind(fd, sa); err != nil {
+		return fail("bind", err)
+	}
+	c.k.wmu.Lock()
+	defer c.k.wmu.Unlock()
+	return c.k.useTxSocket(fd)
+}

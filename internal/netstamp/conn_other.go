@@ -104,3 +104,13 @@ func (c *Conn) WriteTo(b []byte, to netip.AddrPort) (tx time.Time, st Stamping, 
 	}
 	return tx, StampUser, nil
 }
+
+// WriteToUnstamped sends b to the address to.
+func (c *Conn) WriteToUnstamped(b []byte, to netip.AddrPort) error {
+	_, _, err := c.WriteTo(b, to)
+	return err
+}
+
+// SendStampedFromOwnSocket does nothing on this operating system: there
+// are no kernel transmit timestamps to wait for.
+func (c *Conn) SendStampedFromOwnSocket() error { return nil }

@@ -123,6 +123,7 @@ func (k *stampSocket) useTxSocket(fd int) error {
 		return fmt.Errorf("netstamp: SO_TIMESTAMPING on the transmit socket: %w", err)
 	}
 	k.txFD = fd
+	k.nextID = 0 // fd counts its own sends (SOF_TIMESTAMPING_OPT_ID)
 	return nil
 }
 
