@@ -79,6 +79,12 @@ func procStatus(t *testing.T, pid int) map[string]string {
 // effective, permitted and bounding sets, and that its log says so.
 func checkLockedDown(t *testing.T, tp *timedProc, want uint64) {
 	t.Helper()
+	// timed locks itself down right after it says "timed running", which
+	// is what startTimed waits for: wait for the filter's log line.
+	deadline := time.Now().Add(5 * time.Second)
+	for !strings.Contains(tp.Output(), "seccomp filter installed: ") && time.Now().Before(deadline) && !tp.Exited() {
+		time.Sleep(20 * time.Millisecond)
+	}
 	st := procStatus(t, tp.Pid())
 	if st["Seccomp"] != "2" || st["NoNewPrivs"] != "1" {
 		t.Errorf("Seccomp: %q NoNewPrivs: %q, want 2 and 1", st["Seccomp"], st["NoNewPrivs"])
