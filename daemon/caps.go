@@ -3,7 +3,6 @@ package daemon
 import (
 	"strconv"
 	"strings"
-	"testing"
 
 	"go.uber.org/zap"
 
@@ -69,14 +68,10 @@ func usesEthernet(cfg *config.Config) bool {
 // effective, permitted, inheritable, ambient and (with CAP_SETPCAP)
 // bounding sets of all threads, and the seccomp filter goes on when cfg
 // asks for it. Failures are logged: timed still keeps the time.
-//
-// In a test binary it does nothing: the daemon runs inside the test
-// process there, and other tests still need what it would remove.
+// The daemon's own tests leave it out (factories.lockDown): the daemon runs
+// inside the test process there, and other tests still need what it would
+// remove.
 func (d *Daemon) lockDown(cfg *config.Config) {
-	if testing.Testing() {
-		d.log.Debug("in a test binary: capabilities and seccomp left as they are")
-		return
-	}
 	// The system clock driver steers the system clock, or, with hardware
 	// timestamps, ties it to the PHC: either way it needs CAP_SYS_TIME
 	// (without it timed already fell back to the virtual clock).

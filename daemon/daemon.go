@@ -64,6 +64,10 @@ type factories struct {
 	// port with hardware timestamps (nil: phc.FindByInterface, phc.Open).
 	findPHC func(ifname string) (path string, err error)
 	openPHC func(path string) (phc.Device, error)
+	// lockDown drops the capabilities and installs the seccomp filter once
+	// start-up is done (nil: neither, as in the daemon's own tests, whose
+	// process must stay as it is).
+	lockDown func(d *Daemon, cfg *config.Config)
 }
 
 // Intervals of the daemon's housekeeping.
@@ -370,10 +374,12 @@ func (d *Daemon) Run(ctx context.Context) error {
 	d.startCSPTPLocked(cfg.CSPTP)
 	d.startRefclocksLocked(cfg.Refclocks)
 	d.mu.Unlock()
+	if d.f.lockDown != nil {
+		d.f.lockDown(d, cfg)
+	}
 	d.log.Info("timed running", zap.String("clock", d.clk.Name()), zap.String("control_socket", sockPath),
 		zap.String("metrics", d.metricsAddr), zap.Int("ntp_servers", len(cfg.NTP.Servers)),
 		zap.Int("ntp_pools", len(cfg.NTP.Pools)))
-	d.lockDown(cfg)
 	close(d.ready)
 	d.notify.start(ctx)
 
@@ -547,6 +553,7 @@ func defaultFactories() factories {
 		everSynced: ever,
 		findPHC:    phc.FindByInterface,
 		openPHC:    phc.Open,
+		lockDown:   (*Daemon).lockDown,
 		listenControl: func(path string, log *zap.Logger) (net.Listener, string, error) {
 			return listenControl(path, log, os.Getenv("XDG_RUNTIME_DIR"))
 		},
