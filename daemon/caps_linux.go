@@ -106,10 +106,15 @@ func limitCapabilities(need map[capability]string) (kept []capability, bounding 
 		}
 		bounding = true
 	}
+	extra := false
 	for i := range data {
+		extra = extra || (data[i].Effective|data[i].Permitted|data[i].Inheritable)&^keep[i] != 0
 		data[i].Effective &= keep[i]
 		data[i].Permitted &= keep[i]
 		data[i].Inheritable &= keep[i]
+	}
+	if !extra {
+		return kept, bounding, nil // nothing to drop (an unprivileged user)
 	}
 	if err := setCaps(hdr, data); err != nil {
 		return nil, false, err
