@@ -13,6 +13,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -161,4 +162,96 @@ func ntpStratum(from netip.Addr, server netip.AddrPort) (int, error) {
 		return 0, fmt.Errorf("not an answer to the request: % x", resp[:n])
 	}
 	return int(resp[1]), nil
+}
+
+// TestMigratedPtp4lConf: a slave's ptp4l.conf — linuxptp's own
+// automotive-slave.cfg (802.1AS automotive profile) and a default.cfg slave
+// over Ethernet, each with software timestamps as the other PTP tests use
+// them — goes through `timectl migrate --from ptp4l -i IFACE`, and timed runs
+// on the result (plus the virtual clock and its control socket) against a
+// ptp4l master with the matching master configuration across a veth pair:
+// the port has the profile and role of the file, becomes SLAVE, and its
+// source is selected within 100 µs of the master.
+func TestMigratedPtp4lConf(t *testing.T) {
+	testenv.RequireRoot(t)
+	_, timectl := binaries(t)
+	for _, tc := range []struct {
+		name           string
+		slave, master  []string
+		transport      string // ptp4l's -2 or -4 of the master
+		section, state string
+		profile        string // gptp ports only
+	}{
+		{name: "automotive slave",
+			slave:     linuxptpConfig(t, "automotive-slave.cfg", withOverrides(gptpSoftware, "time_stamping", "software")),
+			master:    linuxptpConfig(t, "automotive-master.cfg", withOverrides(gptpSoftware, "free_running", "1")),
+			transport: "-2", section: "gptp", profile: "automotive"},
+		{name: "default slave over Ethernet",
+			slave:     linuxptpConfig(t, "default.cfg", map[string]string{"slaveOnly": "1", "time_stamping": "software", "network_transport": "L2"}),
+			master:    linuxptpConfig(t, "default.cfg", map[string]string{"priority1": "10", "free_running": "1", "logSyncInterval": "-3"}),
+			transport: "-2", section: "ptp"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			a, b := peers.NewVethPair(t)
+			dir := t.TempDir()
+			conf := filepath.Join(dir, "ptp4l.conf")
+			if err := os.WriteFile(conf, []byte("[global]\n"+strings.Join(tc.slave, "\n")+"\n"), 0o644); err != nil {
+				t.Fatal(err)
+			}
+			var stderr bytes.Buffer
+			cmd := exec.Command(timectl, "migrate", "--from", "ptp4l", "-i", b.Iface, conf)
+			cmd.Stderr = &stderr
+			migrated, err := cmd.Output()
+			if err != nil {
+				t.Fatalf("timectl migrate: %v\n%s", err, stderr.Bytes())
+			}
+			t.Logf("timectl migrate --from ptp4l -i %s:\n%s", b.Iface, migrated)
+			peers.StartPtp4l(t, "ptp4l-master", a.Netns, a.Iface, tc.transport, tc.master...)
+			cfg := timedConfig{SimOffset: "0ms", NoSources: true, Name: "migrated-" + tc.section, Extra: string(migrated)}
+			tp := startTimed(t, cfg, b.Netns)
+
+			var st struct {
+				Ports []struct {
+					Interface    string `json:"interface"`
+					State        string `json:"state"`
+					Measurements uint64 `json:"measurements"`
+					GPTP         *struct {
+						Profile string `json:"profile"`
+					} `json:"gptp"`
+				} `json:"ports"`
+			}
+			var status statusReply
+			got, ok := waitFor(tp.Proc, 40*time.Second, func() (string, bool) {
+				ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+				defer cancel()
+				if err := tp.query(ctx, &st, "ptp"); err != nil {
+					return err.Error(), false
+				}
+				var err error
+				if status, err = tp.status(ctx); err != nil {
+					return err.Error(), false
+				}
+				if len(st.Ports) != 1 || len(status.Engine.Sources) != 1 {
+					return fmt.Sprintf("ports %+v, sources %+v", st.Ports, status.Engine.Sources), false
+				}
+				p, s := st.Ports[0], status.Engine.Sources[0]
+				return fmt.Sprintf("port %s %s, %d measurements; source %s, offset %+.1f µs", p.Interface, p.State, p.Measurements, s.State, s.Offset*1e6),
+					p.State == "SLAVE" && p.Measurements >= 10 && s.State == "selected" && math.Abs(s.Offset) < 100e-6
+			})
+			if !ok {
+				t.Fatalf("timed on the migrated file: %s\n%s", got, tp.Tail(20))
+			}
+			t.Logf("timed on the migrated file: %s", got)
+			p := st.Ports[0]
+			switch {
+			case p.Interface != b.Iface:
+				t.Errorf("port on %s, want %s", p.Interface, b.Iface)
+			case tc.section == "gptp" && (p.GPTP == nil || p.GPTP.Profile != tc.profile):
+				t.Errorf("gPTP block %+v, want profile %s", p.GPTP, tc.profile)
+			case tc.section == "ptp" && p.GPTP != nil:
+				t.Errorf("a gPTP port, want a plain PTP port")
+			}
+		})
+	}
 }
