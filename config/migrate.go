@@ -417,6 +417,41 @@ func commentBlock(s string) string {
 
 // addNTP adds an NTP server or pool unless the same address and port is
 // there already.
+// clampedInt reads val, the value of option opt, as a whole number; one
+// outside lo to hi is clamped, with a note. A value that is no number is
+// warned about and not carried over.
+func (m *migration) clampedInt(at pos, directive, opt, val string, lo, hi int) (int, bool) {
+	v, ok := whole(val, -1<<31, 1<<31-1)
+	if !ok {
+		m.warn(at, directive, notUnderstood+": "+opt+" "+clean(val))
+		return 0, false
+	}
+	if c := min(max(v, lo), hi); c != v {
+		m.note(at, directive, fmt.Sprintf("%s %d is outside timed's %d to %d: %d is used", opt, v, lo, hi, c))
+		v = c
+	}
+	return v, true
+}
+
+// setNTS sets the nts key of the source entry e: true, or the map nts when
+// it has settings.
+func setNTS(e, nts *yaml.Node) {
+	if len(nts.Content) == 0 {
+		setKey(e, "nts", scalarNode(true), "")
+	} else {
+		setKey(e, "nts", nts, "")
+	}
+}
+
+// addNTPSource adds the NTP source e of a server, pool or peer directive
+// dir (chrony's and ntpsec's); a peer becomes a server, with a note.
+func (m *migration) addNTPSource(at pos, directive, dir string, e *yaml.Node) {
+	if dir == "peer" {
+		m.note(at, directive, doesDifferent+": symmetric mode is not supported; timed is a client of the peer (carried over as a server)")
+	}
+	m.addNTP(at, directive, dir == "pool", e)
+}
+
 func (m *migration) addNTP(at pos, directive string, pool bool, item *yaml.Node) {
 	addr := getKey(item, "address").Value
 	port := DefaultNTPPort

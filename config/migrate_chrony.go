@@ -486,15 +486,9 @@ func (m *migration) chronySource(st *chronyState, at pos, line, dir string, args
 			} else if opt == "maxsources" {
 				lo, hi = 1, 64
 			}
-			v, ok := whole(val, -1<<31, 1<<31-1)
+			v, ok := m.clampedInt(at, line, opt, val, lo, hi)
 			if !ok {
-				m.warn(at, line, notUnderstood+": "+opt+" "+val)
 				continue
-			}
-			if v < lo || v > hi {
-				c := min(max(v, lo), hi)
-				m.note(at, line, fmt.Sprintf("%s %d is outside timed's %d to %d: %d is used", opt, v, lo, hi, c))
-				v = c
 			}
 			switch opt {
 			case "ntsport":
@@ -524,18 +518,11 @@ func (m *migration) chronySource(st *chronyState, at pos, line, dir string, args
 		if st.ntsNoTime {
 			setKey(nts, "certificate_dates", scalarNode("ignore_until_synchronized"), "")
 		}
-		if len(nts.Content) == 0 {
-			setKey(e, "nts", scalarNode(true), "")
-		} else {
-			setKey(e, "nts", nts, "")
-		}
+		setNTS(e, nts)
 	} else if len(nts.Content) > 0 {
 		m.note(at, line, "ntsport: "+notNeeded+" without nts")
 	}
-	if dir == "peer" {
-		m.note(at, line, doesDifferent+": symmetric mode is not supported; timed is a client of the peer (carried over as a server)")
-	}
-	m.addNTP(at, line, pool, e)
+	m.addNTPSource(at, line, dir, e)
 }
 
 func (m *migration) chronyRefclock(st *chronyState, at pos, line string, args []string) {

@@ -419,13 +419,11 @@ func (m *migration) ntpdrsServer(t *tomlTables, name, table string, occ int, s m
 		v := s[k]
 		switch k {
 		case "listen":
-			a, ok := tomlString(v)
-			ap, err := netip.ParseAddrPort(a)
-			if !ok || err != nil {
-				m.warn(kp, directive(k, v), notUnderstood+": not an IP address and port")
+			ap, ok := m.tomlAddrPort(kp, k, v)
+			if !ok {
 				continue
 			}
-			list := append(listStrings(m.list("server.listen")), ap.String())
+			list := append(listStrings(m.list("server.listen")), ap)
 			m.set(kp, directive(k, v), "server.listen", dedupe(list))
 		case "allowlist", "denylist", "allow-list", "deny-list":
 			tab, _ := v.(map[string]any)
@@ -497,13 +495,11 @@ func (m *migration) ntpdrsNTSKE(t *tomlTables, name, table string, occ int, s ma
 		v := s[k]
 		switch k {
 		case "listen":
-			a, ok := tomlString(v)
-			ap, err := netip.ParseAddrPort(a)
-			if !ok || err != nil {
-				m.warn(kp, directive(k, v), notUnderstood+": not an IP address and port")
+			ap, ok := m.tomlAddrPort(kp, k, v)
+			if !ok {
 				continue
 			}
-			listen = ap.String()
+			listen = ap
 		case "certificate-chain-path":
 			cert, _ = tomlString(v)
 		case "private-key-path":
@@ -669,4 +665,16 @@ func (m *migration) ntpdrsKeyset(t *tomlTables, name string, s map[string]any) {
 			m.warn(kp, directive(k, v), "unknown key of [keyset]: left out")
 		}
 	}
+}
+
+// tomlAddrPort reads the value v of key k as an IP address and port, and
+// warns when it is not one.
+func (m *migration) tomlAddrPort(at pos, k string, v any) (string, bool) {
+	a, ok := tomlString(v)
+	ap, err := netip.ParseAddrPort(a)
+	if !ok || err != nil {
+		m.warn(at, directive(k, v), notUnderstood+": not an IP address and port")
+		return "", false
+	}
+	return ap.String(), true
 }

@@ -200,14 +200,9 @@ func (m *migration) ntpsecSource(at pos, line, dir string, args []string) {
 			m.warn(at, line, "noval: "+noEquivalent+": timed always checks the NTS-KE server's certificate (nts.ca trusts a file of your own)")
 		case "minpoll", "maxpoll":
 			i++
-			v, ok := whole(val, -1<<31, 1<<31-1)
+			v, ok := m.clampedInt(at, line, opt, val, -6, 17)
 			if !ok {
-				m.warn(at, line, notUnderstood+": "+opt+" "+clean(val))
 				continue
-			}
-			if c := min(max(v, -6), 17); c != v {
-				m.note(at, line, fmt.Sprintf("%s %d is outside timed's -6 to 17: %d is used", opt, v, c))
-				v = c
 			}
 			setKey(e, opt, scalarNode(v), "")
 		case "ca":
@@ -224,11 +219,7 @@ func (m *migration) ntpsecSource(at pos, line, dir string, args []string) {
 		if port != 0 {
 			setKey(nts, "port", scalarNode(port), "")
 		}
-		if len(nts.Content) == 0 {
-			setKey(e, "nts", scalarNode(true), "")
-		} else {
-			setKey(e, "nts", nts, "")
-		}
+		setNTS(e, nts)
 	} else {
 		if port != 0 {
 			setKey(e, "port", scalarNode(port), "")
@@ -237,10 +228,7 @@ func (m *migration) ntpsecSource(at pos, line, dir string, args []string) {
 			m.note(at, line, "ca: "+notNeeded+" without nts")
 		}
 	}
-	if dir == "peer" {
-		m.note(at, line, doesDifferent+": symmetric mode is not supported; timed is a client of the peer (carried over as a server)")
-	}
-	m.addNTP(at, line, pool, e)
+	m.addNTPSource(at, line, dir, e)
 }
 
 // ntpsecLegacyRefclock reads the old form, server 127.127.TYPE.UNIT.
