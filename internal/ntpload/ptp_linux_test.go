@@ -126,17 +126,26 @@ func TestRunCSPTPServer(t *testing.T) {
 			ctx, cancel := context.WithCancel(context.Background())
 			done := make(chan error, 1)
 			go func() { done <- srv.Serve(ctx) }()
-			defer func() {
+			stopped := false
+			stop := func() {
+				if stopped {
+					return
+				}
+				stopped = true
 				cancel()
 				if err := <-done; err != nil {
 					t.Error(err)
 				}
-			}()
+			}
+			defer stop()
 			res, err := Run(context.Background(), Options{Server: srv.Addr(), Protocol: tt.protocol, Pad: tt.pad, Sources: 50,
 				Rate: 1000, Duration: 300 * time.Millisecond, Burst: 1, Wait: time.Second})
 			if err != nil {
 				t.Fatal(err)
 			}
+			// The server counts an answer after sending it: stop it before
+			// reading its counters, so the last answer is counted.
+			stop()
 			p, _ := ptpProtocol(tt.protocol)
 			c := srv.Counters()
 			refused := tt.refuse && !tt.pad
