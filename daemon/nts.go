@@ -84,8 +84,12 @@ func startNTS(cfg config.ServerConfig, log *zap.Logger) (*ntsService, error) {
 	if err != nil {
 		return nil, fmt.Errorf("daemon: NTS: %w", err)
 	}
+	// An NTS-KE connection lasts one exchange, bounded by the server's
+	// time limit: TCP keepalive (four socket options on every accepted
+	// connection by default) would never fire.
+	lc := net.ListenConfig{KeepAlive: -1}
 	for _, ap := range c.Listen {
-		ln, err := net.Listen("tcp", ap.String())
+		ln, err := lc.Listen(context.Background(), "tcp", ap.String())
 		if err != nil {
 			for _, l := range s.lns {
 				l.Close()

@@ -207,7 +207,8 @@ func (s *Server) serveConn(ctx context.Context, c net.Conn) {
 	_ = c.SetDeadline(deadline)
 	stop := context.AfterFunc(ctx, func() { _ = c.SetDeadline(time.Unix(1, 0)) })
 	defer stop()
-	conn := tls.Server(c, s.tls)
+	tail := &lastFlightConn{Conn: c, deadline: deadline}
+	conn := tls.Server(tail, s.tls)
 	defer conn.Close()
 	log := s.log.With(zap.Stringer("client", c.RemoteAddr()))
 
@@ -254,6 +255,9 @@ func (s *Server) serveConn(ctx context.Context, c net.Conn) {
 	if err != nil {
 		failed(counter, "request not served", err)
 	}
+	// The response is the last thing sent before the TLS close_notify:
+	// both go out in one write when the connection closes.
+	tail.hold()
 	if s.respond(conn, log, resp) && err == nil {
 		s.stat.exchanges.Add(1)
 	}
@@ -326,4 +330,44 @@ func (s *Server) respond(conn *tls.Conn, log *zap.Logger, recs []Record) bool {
 		return false
 	}
 	return true
+}
+
+// lastFlightConn is a connection whose writes, once hold is called, are
+// kept until Close, which sends them in one write before closing: the
+// server's response and the TLS close_notify alert after it then cost
+// one system call and one TCP segment instead of two. The write deadlines
+// crypto/tls sets around the alert are left to the connection's own
+// deadline while writes are held.
+type lastFlightConn struct {
+	net.Conn
+	deadline time.Time
+	held     bool
+	pending  []byte
+}
+
+func (c *lastFlightConn) hold() { c.held = true }
+
+func (c *lastFlightConn) Write(b []byte) (int, error) {
+	if !c.held {
+		return c.Conn.Write(b)
+	}
+	c.pending = append(c.pending, b...)
+	return len(b), nil
+}
+
+func (c *lastFlightConn) SetWriteDeadline(t time.Time) error {
+	if c.held {
+		return nil
+	}
+	return c.Conn.SetWriteDeadline(t)
+}
+
+func (c *lastFlightConn) Close() error {
+	var err error
+	if len(c.pending) > 0 {
+		_ = c.Conn.SetWriteDeadline(c.deadline)
+		_, err = c.Conn.Write(c.pending)
+		c.pending = nil
+	}
+	return errors.Join(err, c.Conn.Close())
 }
