@@ -4,11 +4,9 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"maps"
 	"net"
 	"net/netip"
 	"runtime"
-	"sync"
 	"sync/atomic"
 	"time"
 
@@ -60,7 +58,9 @@ type ServerConfig struct {
 	// answer (padded with a PAD TLV). Clients that do not pad, such as
 	// facebook/time's sptp and ntpd-rs, then get no answer.
 	RefuseAmplification bool
-	// Workers is the number of goroutines that answer; 0 means GOMAXPROCS.
+	// Workers is the number of sockets, each with a goroutine, that answer
+	// (SO_REUSEPORT spreads the requests over them); 0 means GOMAXPROCS.
+	// Without SO_REUSEPORT there is one.
 	Workers int
 }
 
@@ -69,9 +69,11 @@ const (
 	DropMalformed  = "malformed"
 	DropUnexpected = "not a request"
 	DropTooShort   = "shorter than its answer"
-	DropNoStamp    = "no receive timestamp"
 	DropSendFailed = "send failed"
 )
+
+// dropReasons indexes the drop counters.
+var dropReasons = [...]string{DropMalformed, DropUnexpected, DropTooShort, DropSendFailed}
 
 // ServerCounters are a server's counters.
 type ServerCounters struct {
@@ -83,18 +85,29 @@ type ServerCounters struct {
 
 // Server answers SPTP and CSPTP requests from the disciplined clock. It
 // keeps no state per client.
+//
+// Requests come in on Workers sockets sharing the address, each read and
+// answered a batch at a time (recvmmsg, sendmmsg) by a goroutine of its
+// own: a CSPTP answer is one-step and goes out in its worker's batch. An
+// SPTP answer needs the transmit timestamp of its Sync for the Announce
+// that follows, so it goes out at once from a sending socket of the
+// server's (see NewServer).
 type Server struct {
-	cfg  ServerConfig
-	tb   sources.Timebase
-	log  *zap.Logger
-	conn *netstamp.Conn
-	self protocol.PortIdentity
+	cfg   ServerConfig
+	tb    sources.Timebase
+	log   *zap.Logger
+	conns []*netstamp.BatchConn
+	sptp  *netstamp.Conn
+	self  protocol.PortIdentity
 
-	mu       sync.Mutex
-	answered map[Protocol]uint64
-	dropped  map[string]uint64
+	// answered counts by Protocol (SPTP, CSPTP), dropped by dropReasons.
+	answered [CSPTP + 1]atomic.Uint64
+	dropped  [len(dropReasons)]atomic.Uint64
 	warned   atomic.Int64 // unix nanoseconds of the last loud log of a drop
 }
+
+// batch is how many datagrams a worker reads and writes per system call.
+const batch = 64
 
 // defaultQuality is announced when no Quality func is given.
 func defaultQuality() Quality {
@@ -116,60 +129,99 @@ func NewServer(cfg ServerConfig, tb sources.Timebase, log *zap.Logger) (*Server,
 	if cfg.Quality == nil {
 		cfg.Quality = defaultQuality
 	}
-	if cfg.Workers <= 0 {
+	switch {
+	case !netstamp.ReusePort:
+		cfg.Workers = 1
+	case cfg.Workers <= 0:
 		cfg.Workers = runtime.GOMAXPROCS(0)
 	}
 	laddr := cfg.Listen
 	if laddr.Port() == 0 && !cfg.Ephemeral {
 		laddr = netip.AddrPortFrom(laddr.Addr(), DefaultPort)
 	}
+	s := &Server{cfg: cfg, tb: tb, log: log,
+		self: protocol.PortIdentity{ClockIdentity: cfg.ClockIdentity, PortNumber: 1}}
+	for range cfg.Workers {
+		c, err := netstamp.ListenBatch(laddr, batch, netstamp.BatchOptions{ReusePort: cfg.Workers > 1})
+		if err != nil {
+			s.Close()
+			return nil, fmt.Errorf("csptp: server: listening on %s: %w", laddr, err)
+		}
+		// Every further socket shares the port the kernel picked.
+		laddr = c.LocalAddr()
+		s.conns = append(s.conns, c)
+	}
+	// SPTP answers leave from an ephemeral port of the same address (SPTP
+	// clients take answers from any port of the server's address), their
+	// Syncs from a transmit socket outside the Go poller: sent from a
+	// listening socket, a flood of requests made the kernel drop the
+	// transmit timestamps, and every answer waited for one (about 10
+	// answers a second).
 	network := "udp"
-	if laddr.Addr().IsValid() {
+	if laddr.Addr().IsValid() && !laddr.Addr().IsUnspecified() {
 		network = netstamp.NetworkFor(laddr.Addr())
 	}
-	conn, err := netstamp.Listen(network, laddr)
+	conn, err := netstamp.Listen(network, netip.AddrPortFrom(laddr.Addr(), 0))
+	if err == nil {
+		err = conn.SendStampedFromOwnSocket()
+		if err != nil {
+			conn.Close()
+		}
+	}
 	if err != nil {
-		return nil, fmt.Errorf("csptp: server: listening on %s: %w", laddr, err)
+		s.Close()
+		return nil, fmt.Errorf("csptp: server: SPTP sending socket on %s: %w", laddr.Addr(), err)
 	}
-	// An SPTP Sync needs its transmit timestamp. Sent from the listening
-	// socket, a flood of requests made the kernel drop those timestamps
-	// and every answer wait for one (about 10 answers a second); SPTP and
-	// CSPTP clients take answers from any port of the server's address.
-	if err := conn.SendStampedFromOwnSocket(); err != nil {
-		conn.Close()
-		return nil, fmt.Errorf("csptp: server: %w", err)
-	}
-	return &Server{cfg: cfg, tb: tb, log: log, conn: conn,
-		self:     protocol.PortIdentity{ClockIdentity: cfg.ClockIdentity, PortNumber: 1},
-		answered: map[Protocol]uint64{}, dropped: map[string]uint64{}}, nil
+	s.sptp = conn
+	return s, nil
 }
 
 // Addr is the address the server answers on.
-func (s *Server) Addr() netip.AddrPort { return s.conn.LocalAddr() }
+func (s *Server) Addr() netip.AddrPort { return s.conns[0].LocalAddr() }
 
 // Counters returns a copy of the server's counters.
 func (s *Server) Counters() ServerCounters {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return ServerCounters{Answered: maps.Clone(s.answered), Dropped: maps.Clone(s.dropped)}
+	c := ServerCounters{Answered: map[Protocol]uint64{}, Dropped: map[string]uint64{}}
+	for p := SPTP; p <= CSPTP; p++ {
+		if n := s.answered[p].Load(); n > 0 {
+			c.Answered[p] = n
+		}
+	}
+	for i, r := range dropReasons {
+		if n := s.dropped[i].Load(); n > 0 {
+			c.Dropped[r] = n
+		}
+	}
+	return c
 }
 
-// Close closes the socket of a server that will not Serve.
-func (s *Server) Close() error { return s.conn.Close() }
+// Close closes the sockets of a server that will not Serve.
+func (s *Server) Close() error {
+	var errs []error
+	for _, c := range s.conns {
+		errs = append(errs, c.Close())
+	}
+	if s.sptp != nil {
+		errs = append(errs, s.sptp.Close())
+	}
+	return errors.Join(errs...)
+}
 
-// Serve answers requests until ctx is done, then closes the socket and
-// returns nil; it returns an error if the socket fails.
+// Serve answers requests until ctx is done, then closes the sockets and
+// returns nil; it returns an error if a socket fails.
 func (s *Server) Serve(ctx context.Context) error {
-	s.log.Info("CSPTP server started", zap.Stringer("listen", s.Addr()), zap.Int("workers", s.cfg.Workers))
-	errs := make(chan error, s.cfg.Workers)
-	for range s.cfg.Workers {
-		go func() { errs <- s.worker(ctx) }()
+	s.log.Info("CSPTP server started", zap.Stringer("listen", s.Addr()), zap.Int("workers", len(s.conns)))
+	stop := context.AfterFunc(ctx, func() { _ = s.Close() })
+	defer stop()
+	errs := make(chan error, len(s.conns))
+	for _, c := range s.conns {
+		go func() { errs <- s.worker(c) }()
 	}
 	var first error
-	for i := range s.cfg.Workers {
+	for i := range s.conns {
 		err := <-errs
 		if i == 0 {
-			_ = s.conn.Close() // stops the other workers
+			_ = s.Close() // stops the other workers
 		}
 		if first == nil && err != nil && ctx.Err() == nil {
 			first = err
@@ -178,100 +230,117 @@ func (s *Server) Serve(ctx context.Context) error {
 	return first
 }
 
-// worker reads and answers requests until ctx is done or the socket fails.
-func (s *Server) worker(ctx context.Context) error {
-	buf := make([]byte, maxMessage+1)
-	out := make([]byte, 0, maxMessage)
+// worker reads and answers batches of requests on c until it is closed or
+// fails.
+func (s *Server) worker(c *netstamp.BatchConn) error {
+	in := make([]netstamp.Message, batch)
+	for i := range in {
+		in[i].Buf = make([]byte, maxMessage)
+	}
+	out := make([]netstamp.Message, 0, batch)
+	outBuf := make([]byte, batch*maxAnswer)
+	sptpBuf := make([]byte, 0, maxAnswer)
 	for {
-		n, from, rx, st, err := s.conn.ReadFromContext(ctx, buf)
-		if ctx.Err() != nil {
-			return nil
-		}
-		if errors.Is(err, netstamp.ErrTruncated) {
-			s.drop(DropMalformed, from, err)
-			continue
-		}
+		n, err := c.ReadBatch(in)
 		if errors.Is(err, net.ErrClosed) {
 			return nil
 		}
 		if err != nil {
 			return fmt.Errorf("csptp: server: reading: %w", err)
 		}
-		if rx.IsZero() {
-			s.drop(DropNoStamp, from, nil)
+		out = out[:0]
+		for i := range in[:n] {
+			m := &in[i]
+			if m.Truncated {
+				s.drop(DropMalformed, m.Addr, netstamp.ErrTruncated)
+				continue
+			}
+			rx := m.RxTime
+			if rx.IsZero() {
+				rx = time.Now()
+			}
+			k := len(out)
+			buf := outBuf[k*maxAnswer : k*maxAnswer : (k+1)*maxAnswer]
+			if a, ok := s.answer(m.Buf[:m.N], m.Addr, rx, buf, sptpBuf); ok {
+				out = append(out, netstamp.Message{Buf: a, Addr: m.Addr, Local: m.Local, IfIndex: m.IfIndex})
+			}
+		}
+		if len(out) == 0 {
 			continue
 		}
-		_ = st
-		s.answer(buf[:n], from, rx, out)
+		sent, failed, err := c.WriteBatch(out)
+		s.answered[CSPTP].Add(uint64(sent))
+		for range failed {
+			s.drop(DropSendFailed, netip.AddrPort{}, err)
+		}
 	}
 }
 
 // answer answers the request b that came from from at system time rx.
-func (s *Server) answer(b []byte, from netip.AddrPort, rx time.Time, out []byte) {
+// An SPTP answer it sends at once (in sptpBuf); a CSPTP answer it appends
+// to buf and returns, for the worker's batch.
+func (s *Server) answer(b []byte, from netip.AddrPort, rx time.Time, buf, sptpBuf []byte) (csptp []byte, ok bool) {
 	req, err := ParseRequest(b)
 	switch {
 	case errors.Is(err, ErrUnexpected):
 		s.drop(DropUnexpected, from, err)
-		return
+		return nil, false
 	case err != nil:
 		s.drop(DropMalformed, from, err)
-		return
+		return nil, false
 	}
 	if s.cfg.RefuseAmplification && req.Length < AnswerLen(req.Protocol) {
 		s.drop(DropTooShort, from, nil)
-		return
+		return nil, false
 	}
 	q := s.cfg.Quality()
 	utc := time.Duration(q.UTCOffset) * time.Second
 	t2 := protocol.NewTimestamp(s.tb.FromSystem(rx).Add(utc))
-	switch req.Protocol {
-	case SPTP:
-		out, err = appendSPTPSync(out[:0], &req, s.self, t2)
-		if err != nil {
-			s.drop(DropSendFailed, from, err)
-			return
-		}
-		tx, _, err := s.conn.WriteTo(out, from)
-		if err != nil {
-			s.drop(DropSendFailed, from, err)
-			return
-		}
-		t3 := protocol.NewTimestamp(s.tb.FromSystem(tx).Add(utc))
-		to := from
-		if req.Source.PortNumber <= 10 {
-			to = netip.AddrPortFrom(from.Addr(), generalPort)
-		}
-		out, err = appendSPTPAnnounce(out[:0], &req, s.self, t3, q)
-		if err == nil {
-			err = s.conn.WriteToUnstamped(out, to)
-		}
-		if err != nil {
-			s.drop(DropSendFailed, to, err)
-			return
-		}
-	case CSPTP:
+	if req.Protocol == CSPTP {
+		// One-step: t3 is in the message, no timestamp to wait for.
 		t3 := protocol.NewTimestamp(s.tb.Now().Add(utc))
-		out, err = appendCSPTPResponse(out[:0], &req, s.self, t2, t3, q)
-		if err == nil {
-			// One-step: t3 is in the message, no timestamp to wait for.
-			err = s.conn.WriteToUnstamped(out, from)
-		}
+		out, err := appendCSPTPResponse(buf, &req, s.self, t2, t3, q)
 		if err != nil {
 			s.drop(DropSendFailed, from, err)
-			return
+			return nil, false
 		}
+		return out, true
 	}
-	s.mu.Lock()
-	s.answered[req.Protocol]++
-	s.mu.Unlock()
+	out, err := appendSPTPSync(sptpBuf[:0], &req, s.self, t2)
+	if err != nil {
+		s.drop(DropSendFailed, from, err)
+		return nil, false
+	}
+	tx, _, err := s.sptp.WriteTo(out, from)
+	if err != nil {
+		s.drop(DropSendFailed, from, err)
+		return nil, false
+	}
+	t3 := protocol.NewTimestamp(s.tb.FromSystem(tx).Add(utc))
+	to := from
+	if req.Source.PortNumber <= 10 {
+		to = netip.AddrPortFrom(from.Addr(), generalPort)
+	}
+	out, err = appendSPTPAnnounce(out[:0], &req, s.self, t3, q)
+	if err == nil {
+		err = s.sptp.WriteToUnstamped(out, to)
+	}
+	if err != nil {
+		s.drop(DropSendFailed, to, err)
+		return nil, false
+	}
+	s.answered[SPTP].Add(1)
+	return nil, false
 }
 
 // drop counts a request not answered; it logs at most one warning a second
 // and the rest at debug level.
 func (s *Server) drop(reason string, from netip.AddrPort, err error) {
-	s.mu.Lock()
-	s.dropped[reason]++
-	s.mu.Unlock()
+	for i, r := range dropReasons {
+		if r == reason {
+			s.dropped[i].Add(1)
+		}
+	}
 	now := time.Now().UnixNano()
 	last := s.warned.Load()
 	if now-last > int64(time.Second) && s.warned.CompareAndSwap(last, now) {

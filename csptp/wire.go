@@ -60,6 +60,9 @@ const (
 	csptpReqLen   = tlvHeadLen + 4  // request TLV: 4 octets of flags
 	csptpRespLen  = tlvHeadLen + 18 // response TLV: timestamp and correction
 	csptpMajorSdo = 3
+	// maxAnswer bounds one message a server sends: a CSPTP answer, an
+	// SPTP Sync or Announce.
+	maxAnswer = max(syncLen+csptpRespLen, announceLen)
 	// maxMessage bounds what an encoder writes and a reader accepts.
 	maxMessage = 1500
 )
