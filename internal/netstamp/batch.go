@@ -38,6 +38,11 @@ type BatchOptions struct {
 	// (SO_REUSEPORT); the kernel spreads datagrams over them by a hash of
 	// the peer's address and port.
 	ReusePort bool
+	// ReceiveBuffer is the socket's receive buffer in bytes (SO_RCVBUF;
+	// the kernel caps it at net.core.rmem_max); 0 means 4 MiB, to ride out
+	// bursts. A server slower per request may want less: what the buffer
+	// holds is answered that much later.
+	ReceiveBuffer int
 	// TxStamp receives the kernel's transmit timestamps of the datagrams
 	// written with StampTx, with their TxID. It is called from ReadBatch and
 	// DrainTxStamps, on the caller's goroutine.

@@ -146,9 +146,13 @@ func (c *BatchConn) setup(fd int, laddr netip.AddrPort, opts BatchOptions) error
 			return err
 		}
 	}
-	// A bigger receive buffer rides out bursts; the kernel caps it at
-	// net.core.rmem_max, which is fine.
-	_ = unix.SetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_RCVBUF, 4<<20)
+	// The kernel caps the receive buffer at net.core.rmem_max, which is
+	// fine.
+	rcvbuf := opts.ReceiveBuffer
+	if rcvbuf <= 0 {
+		rcvbuf = 4 << 20
+	}
+	_ = unix.SetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_RCVBUF, rcvbuf)
 	c.tsOpt = unix.SO_TIMESTAMPING_NEW
 	if err := unix.SetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_TIMESTAMPING_NEW, rxFlags); err != nil {
 		c.tsOpt = unix.SO_TIMESTAMPING_OLD
