@@ -115,6 +115,9 @@ func TestNTSService(t *testing.T) {
 		t.Error("a broken certificate replaced the good one")
 	}
 	exchange()
+	// The server counts an exchange once its response is written, which
+	// the client may read first.
+	eventually(t, "three exchanges counted", func() bool { return s.stats(0, 0).Exchanges == 3 })
 	if st := s.stats(0, 0); st.Exchanges != 3 || st.Handshakes != 3 {
 		t.Errorf("stats: %+v", st)
 	}
@@ -194,6 +197,7 @@ func TestNTSReload(t *testing.T) {
 		}
 	}
 	check("start", true, on.Listen[0])
+	eventually(t, "the exchange counted", func() bool { n := d.NTS().Server; return n != nil && n.Exchanges == 1 })
 	// timectl nts: the key in use and its rotation, the cookies of the
 	// key exchange just made.
 	if n := d.NTS().Server; n == nil || len(n.KeyID) != 8 || n.KeyRotatesIn <= 3500 || n.KeyRotatesIn > 3600 ||

@@ -231,6 +231,9 @@ func TestChronyClient(t *testing.T) {
 	}
 	t.Logf("chronyd's NTS request from %v: %d bytes", from, n)
 
+	// The server counts the exchange once its response is written, which
+	// chronyd may act on first.
+	waitFor(t, func() bool { return srv.Stats().Exchanges == 1 }, "the exchange to be counted")
 	st := srv.Stats()
 	if st.Handshakes != 1 || st.Exchanges != 1 || st.TLSErrors+st.BadRequests+st.Unsupported+st.InternalErrors != 0 {
 		t.Errorf("server stats %+v, want 1 handshake, 1 exchange, no error", st)

@@ -258,7 +258,15 @@ func (s *Server) serveConn(ctx context.Context, c net.Conn) {
 	// The response is the last thing sent before the TLS close_notify:
 	// both go out in one write when the connection closes.
 	tail.hold()
-	if s.respond(conn, log, resp) && err == nil {
+	if !s.respond(conn, log, resp) {
+		return
+	}
+	if cerr := conn.Close(); cerr != nil {
+		s.stat.writeErrors.Add(1)
+		log.Debug("nts-ke: server: writing the response", zap.Error(cerr))
+		return
+	}
+	if err == nil {
 		s.stat.exchanges.Add(1)
 	}
 }
