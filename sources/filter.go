@@ -229,12 +229,6 @@ func measurementNoise(s *sample, minDelay, minDelayErr, scale float64) (g, h flo
 		excess = 0
 	}
 	excess += minDelayErr
-	if s.delay > 0 && excess > s.delay {
-		// However little is known of the minimum, a path's delay is never
-		// negative: half the whole delay always bounds the error. With few
-		// samples on a jittery path this is the tighter bound.
-		excess = s.delay
-	}
 	return measurementFloor*measurementFloor + s.precision*s.precision/3, math.Sqrt(math.Max(scale, 0.1)) * excess / 2
 }
 
