@@ -40,6 +40,7 @@ type engine interface {
 	Fault(name, reason string)
 	PollInterval(name string) time.Duration
 	Update(now time.Time) sources.Correction
+	Applied(now time.Time)
 	Status(now time.Time) sources.Status
 	MakeStep()
 }
@@ -443,6 +444,9 @@ func (d *Daemon) applyLocked(c sources.Correction) {
 			d.freqSet, d.lastFreq = true, c.Frequency
 		}
 	}
+	// The engine took the correction as made when it was computed; it
+	// took effect now.
+	d.eng.Applied(d.clk.Now())
 	d.noteErr("sync", d.clk.SetSync(c.Sync))
 	if c.Sync.Synchronized != d.synced {
 		d.synced = c.Sync.Synchronized

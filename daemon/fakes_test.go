@@ -76,6 +76,8 @@ func (e *fakeEngine) Measured(name string, m sources.Measurement) {
 	e.pending = m.Offset
 }
 
+func (e *fakeEngine) Applied(time.Time) {}
+
 func (e *fakeEngine) Fault(name, reason string) {
 	e.mu.Lock()
 	defer e.mu.Unlock()

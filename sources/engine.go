@@ -23,6 +23,9 @@ type Engine struct {
 	started bool
 	now     float64 // local time of the last Update, seconds since epoch
 	tl      *timeline
+	// unapplied: the last Update changed the clock and Applied has not
+	// said when that took effect.
+	unapplied bool
 
 	srcs  map[string]*source
 	order []string // names in the order added, for stable output
@@ -235,6 +238,19 @@ func (e *Engine) PollInterval(name string) time.Duration {
 	return poll
 }
 
+// Applied tells the engine that the correction of the last Update took
+// effect at now, read from the clock just after it was applied. The engine
+// took it as made at the time Update was given; in between the clock ran on
+// its previous frequency, which over the milliseconds an update can take
+// is tens of microseconds while a large offset is slewed fast. Without
+// Applied the engine assumes the correction took effect at once.
+func (e *Engine) Applied(now time.Time) {
+	if e.unapplied {
+		e.unapplied = false
+		e.tl.appliedAt(e.sec(now))
+	}
+}
+
 // MakeStep makes the next Update step the clock by the whole offset,
 // whatever the step threshold, step limit and panic threshold say.
 func (e *Engine) MakeStep() { e.makeStep = true }
@@ -394,7 +410,7 @@ func (e *Engine) update(now time.Time) Correction {
 	if e.cfg.Observe {
 		newFreq = freq
 	} else {
-		e.tl.change(l, step, newFreq)
+		e.unapplied = e.tl.change(l, step, newFreq)
 		if step != 0 {
 			e.steps++
 			e.log.Warn("stepping the clock", zap.Float64("step_s", step), zap.String("reference", refSrc.name))
@@ -428,7 +444,7 @@ func (e *Engine) hold(corr, freq float64) Correction {
 		e.message = "waiting for sources"
 	}
 	if !e.cfg.Observe {
-		e.tl.change(e.now, 0, freq)
+		e.unapplied = e.tl.change(e.now, 0, freq)
 	}
 	return Correction{Frequency: freq * 1e6, Sync: ClockSync{Leap: LeapUnknown, MaxError: 16 * time.Second}}
 }

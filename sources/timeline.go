@@ -10,9 +10,10 @@ type timeline struct {
 }
 
 type segment struct {
-	local float64 // local time at which this segment starts
-	corr  float64 // correction (local − raw) at that instant
-	freq  float64 // frequency correction (ratio) from then on
+	local   float64 // local time at which this segment starts
+	corr    float64 // correction (local − raw) at that instant
+	freq    float64 // frequency correction (ratio) from then on
+	stepped bool    // the clock was stepped at its start
 }
 
 const timelineLen = 256
@@ -37,19 +38,51 @@ func (t *timeline) frequency() float64 { return t.segs[len(t.segs)-1].freq }
 
 // change records that at local time l the clock was stepped by step and its
 // frequency set to freq. Local times after l are in the stepped timescale.
-func (t *timeline) change(l, step, freq float64) {
+// It reports whether the clock changed.
+func (t *timeline) change(l, step, freq float64) bool {
 	c := t.correction(l) + step
 	last := &t.segs[len(t.segs)-1]
 	if step == 0 && last.local == l {
+		changed := last.freq != freq
 		last.freq = freq
-		return
+		return changed
 	}
 	if step == 0 && last.freq == freq {
-		return
+		return false
 	}
+	t.add(segment{local: l + step, corr: c, freq: freq, stepped: step != 0})
+	return true
+}
+
+// add appends a segment, forgetting the oldest when the timeline is full.
+func (t *timeline) add(s segment) {
 	if len(t.segs) == timelineLen {
 		copy(t.segs, t.segs[1:])
 		t.segs = t.segs[:timelineLen-1]
 	}
-	t.segs = append(t.segs, segment{local: l + step, corr: c, freq: freq})
+	t.segs = append(t.segs, s)
+}
+
+// appliedAt records that the frequency of the last segment took effect
+// only at local time l (in the timescale after its step), not when it was
+// recorded: until then the clock ran at the frequency before it. It does
+// nothing for an l before the segment's start or with no earlier segment.
+func (t *timeline) appliedAt(l float64) {
+	n := len(t.segs)
+	if n < 2 || l <= t.segs[n-1].local {
+		return
+	}
+	last := &t.segs[n-1]
+	prev := t.segs[n-2].freq
+	if !last.stepped {
+		// The change starts later.
+		last.corr += (l - last.local) * prev / (1 + prev)
+		last.local = l
+		return
+	}
+	// The step stays where it was (local times from it on are in the
+	// stepped timescale); the new frequency starts later.
+	freq := last.freq
+	last.freq = prev
+	t.add(segment{local: l, corr: t.correction(l), freq: freq})
 }
