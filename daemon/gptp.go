@@ -28,9 +28,11 @@ func (d *Daemon) gptpConfig(p config.GPTPPort) gptp.Config {
 		Quality: d.ptpQuality,
 	}
 	// The automotive profile keeps the link's delay and rate ratio next
-	// to the drift file, for a fast start.
-	if d.driftPath != "" {
-		c.StateFile = filepath.Join(filepath.Dir(d.driftPath), "gptp-"+p.Interface+".json")
+	// to the drift file, for a fast start: whatever the clock, since they
+	// are the link's (the drift file itself is kept for the system clock
+	// only).
+	if d.cfg != nil && d.cfg.DriftFile != "" {
+		c.StateFile = filepath.Join(filepath.Dir(d.cfg.DriftFile), "gptp-"+p.Interface+".json")
 	}
 	return c
 }

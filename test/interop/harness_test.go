@@ -86,10 +86,14 @@ type timedConfig struct {
 	NTS string
 	// MorePorts adds plain servers on 127.0.0.1 at these ports.
 	MorePorts []int
+	// DriftFile, when set, is the drift file (and so where state kept
+	// across restarts goes); otherwise there is none.
+	DriftFile string
 }
 
-// yaml renders a complete timed.yaml: virtual clock, no drift file, one
-// NTP server on 127.0.0.1, the control socket in dir, JSON logs.
+// yaml renders a complete timed.yaml: virtual clock, no drift file unless
+// DriftFile, one NTP server on 127.0.0.1, the control socket in dir, JSON
+// logs.
 func (c timedConfig) yaml(dir string) string {
 	level := c.LogLevel
 	if level == "" {
@@ -118,13 +122,13 @@ func (c timedConfig) yaml(dir string) string {
   simulate:
     offset: %s
     frequency_ppm: %g
-drift_file: ""
+drift_file: %q
 %scontrol:
   socket: %s
 log:
   level: %s
   format: json
-%s`, c.SimOffset, c.SimFreqPPM, ntp, filepath.Join(dir, "timed.sock"), level, c.Extra)
+%s`, c.SimOffset, c.SimFreqPPM, c.DriftFile, ntp, filepath.Join(dir, "timed.sock"), level, c.Extra)
 }
 
 // timedProc is a running timed and the timectl that talks to it.
