@@ -178,7 +178,8 @@ func (t *udpTransport) Close() error {
 // l2Transport is PTP over Ethernet: one socket for event and general
 // messages.
 type l2Transport struct {
-	c *netstamp.PacketConn
+	c      *netstamp.PacketConn
+	settle bool // software stamps: settle before event messages
 }
 
 func openL2(ifname string, opts netstamp.LinkOptions) (*l2Transport, error) {
@@ -192,7 +193,7 @@ func openL2(ifname string, opts netstamp.LinkOptions) (*l2Transport, error) {
 			return nil, err
 		}
 	}
-	return &l2Transport{c: c}, nil
+	return &l2Transport{c: c, settle: !opts.HardwareStamps}, nil
 }
 
 func (t *l2Transport) Network() Network { return NetworkL2 }
@@ -208,6 +209,9 @@ func (t *l2Transport) SendEvent(msg []byte, to Address) (time.Time, netstamp.Sta
 	dst, err := dstMAC(to)
 	if err != nil {
 		return time.Time{}, netstamp.StampUser, err
+	}
+	if t.settle {
+		settle()
 	}
 	tx, st, err := t.c.WriteTo(msg, dst)
 	if err != nil {
