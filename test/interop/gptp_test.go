@@ -169,14 +169,14 @@ func TestGPTP(t *testing.T) {
 	const slaveSlack = 1.25
 	// As master, timed is compared by the spread of the ptp4l slave's
 	// offsets (90th − 10th percentile) and their median, not their RMS:
-	// 1-3% of timed's Syncs reach the slave 10-35 µs later than their
-	// transmit timestamp says, also alone on a quiet machine (6 of 166
-	// Syncs against 0 of 192 with ptp4l as master), and those few set the
-	// RMS. A capture on both ends shows the delay between the Sync's
-	// software transmit timestamp and the peer's receive timestamp, inside
-	// the veth's transmit; GOMAXPROCS=1 does not remove it; timed's run
-	// has about 3 times the local timer interrupts and 10 times the
-	// function-call IPIs of ptp4l's. Cause not found. The RMS is logged.
+	// 1-3% of timed's Syncs reached the slave 10-35 µs later than their
+	// transmit timestamp says, also alone on a quiet machine. Traced with
+	// perf: each had a local timer interrupt between the transmit
+	// timestamp and the frame's delivery in the veth, from the threads that
+	// wake with the timer that sends the Sync. Ethernet event messages now
+	// wait 100 µs after that wake (ptp/settle_linux.go), which removed them
+	// on a quiet machine; under load some remain, and those few set the
+	// RMS. The RMS is logged.
 	// The median is each link's own bias (its Sync path against its peer
 	// delay exchanges), which differs between pairs by about ±1 µs: it
 	// must stay within maxBias.
