@@ -415,8 +415,6 @@ func commentBlock(s string) string {
 	return strings.Join(lines, "\n")
 }
 
-// addNTP adds an NTP server or pool unless the same address and port is
-// there already.
 // clampedInt reads val, the value of option opt, as a whole number; one
 // outside lo to hi is clamped, with a note. A value that is no number is
 // warned about and not carried over.
@@ -452,6 +450,8 @@ func (m *migration) addNTPSource(at pos, directive, dir string, e *yaml.Node) {
 	m.addNTP(at, directive, dir == "pool", e)
 }
 
+// addNTP adds an NTP server or pool unless the same address and port is
+// there already.
 func (m *migration) addNTP(at pos, directive string, pool bool, item *yaml.Node) {
 	addr := getKey(item, "address").Value
 	port := DefaultNTPPort

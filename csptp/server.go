@@ -270,7 +270,7 @@ func (s *Server) worker(c *netstamp.BatchConn) error {
 			}
 			k := len(out)
 			buf := outBuf[k*maxAnswer : k*maxAnswer : (k+1)*maxAnswer]
-			if a, ok := s.answer(m.Buf[:m.N], m.Addr, rx, buf, sptpBuf); ok {
+			if a := s.answer(m.Buf[:m.N], m.Addr, rx, buf, sptpBuf); a != nil {
 				out = append(out, netstamp.Message{Buf: a, Addr: m.Addr, Local: m.Local, IfIndex: m.IfIndex})
 			}
 		}
@@ -286,21 +286,21 @@ func (s *Server) worker(c *netstamp.BatchConn) error {
 }
 
 // answer answers the request b that came from from at system time rx.
-// An SPTP answer it sends at once (in sptpBuf); a CSPTP answer it appends
-// to buf and returns, for the worker's batch.
-func (s *Server) answer(b []byte, from netip.AddrPort, rx time.Time, buf, sptpBuf []byte) (csptp []byte, ok bool) {
+// An SPTP answer it sends at once (in sptpBuf) and returns nil; a CSPTP
+// answer it appends to buf and returns, for the worker's batch.
+func (s *Server) answer(b []byte, from netip.AddrPort, rx time.Time, buf, sptpBuf []byte) []byte {
 	req, err := ParseRequest(b)
 	switch {
 	case errors.Is(err, ErrUnexpected):
 		s.drop(DropUnexpected, from, err)
-		return nil, false
+		return nil
 	case err != nil:
 		s.drop(DropMalformed, from, err)
-		return nil, false
+		return nil
 	}
 	if s.cfg.RefuseAmplification && req.Length < AnswerLen(req.Protocol) {
 		s.drop(DropTooShort, from, nil)
-		return nil, false
+		return nil
 	}
 	q := s.cfg.Quality()
 	utc := time.Duration(q.UTCOffset) * time.Second
@@ -311,19 +311,19 @@ func (s *Server) answer(b []byte, from netip.AddrPort, rx time.Time, buf, sptpBu
 		out, err := appendCSPTPResponse(buf, &req, s.self, t2, t3, q)
 		if err != nil {
 			s.drop(DropSendFailed, from, err)
-			return nil, false
+			return nil
 		}
-		return out, true
+		return out
 	}
 	out, err := appendSPTPSync(sptpBuf[:0], &req, s.self, t2)
 	if err != nil {
 		s.drop(DropSendFailed, from, err)
-		return nil, false
+		return nil
 	}
 	tx, _, err := s.sptp.WriteTo(out, from)
 	if err != nil {
 		s.drop(DropSendFailed, from, err)
-		return nil, false
+		return nil
 	}
 	t3 := protocol.NewTimestamp(s.tb.FromSystem(tx).Add(utc))
 	to := from
@@ -336,10 +336,10 @@ func (s *Server) answer(b []byte, from netip.AddrPort, rx time.Time, buf, sptpBu
 	}
 	if err != nil {
 		s.drop(DropSendFailed, to, err)
-		return nil, false
+		return nil
 	}
 	s.answered[SPTP].Add(1)
-	return nil, false
+	return nil
 }
 
 // drop counts a request not answered; it logs at most one warning a second
