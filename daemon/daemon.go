@@ -115,9 +115,11 @@ type Daemon struct {
 	// refclockReaders are the reference clocks' readers by name, the
 	// latest of each.
 	refclockReaders map[string]refclockReader
-	pools           map[config.NTPPool]*task
-	added           runtimeSources // sources added with `timectl add`
-	ntp             *ntpServer     // the NTP server; nil when none is configured
+	// refclockIO is what the reference clocks opened at start-up.
+	refclockIO heldRefclockIO
+	pools      map[config.NTPPool]*task
+	added      runtimeSources // sources added with `timectl add`
+	ntp        *ntpServer     // the NTP server; nil when none is configured
 
 	tasks sync.WaitGroup // every source and pool goroutine
 
@@ -367,8 +369,13 @@ func (d *Daemon) Run(ctx context.Context) error {
 		}
 	})
 
+	// Before the lock-down: attaching SHM units may need CAP_IPC_OWNER.
+	refclockIO := holdRefclockIO(cfg.Refclocks, d.log)
+	defer refclockIO.release()
+
 	d.mu.Lock()
 	d.ctx = ctx
+	d.refclockIO = refclockIO
 	d.startSourcesLocked(cfg.NTP)
 	d.startPTPLocked(cfg.PTP)
 	d.startGPTPLocked(cfg.GPTP)

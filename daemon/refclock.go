@@ -66,11 +66,17 @@ func (d *Daemon) newRefclock(rc config.Refclock, log *zap.Logger) (sources.Sourc
 			PPS: rc.PPS, Offset: rc.Offset, Delay: rc.Delay, Precision: rc.Precision, RefID: rc.RefID,
 			Prefer: rc.Prefer, NoSelect: rc.NoSelect, Trust: rc.Trust, Require: rc.Require}, d.clk, log)
 	case "sock":
+		d.mu.Lock()
+		conn := d.refclockIO.sockets[rc.Path]
+		d.mu.Unlock()
 		src, err = gpsd.NewSock(gpsd.SockConfig{Name: rc.Name, Path: rc.Path, RefID: rc.RefID,
-			Offset: rc.Offset, Delay: rc.Delay, Precision: rc.Precision}, d.clk, log)
+			Offset: rc.Offset, Delay: rc.Delay, Precision: rc.Precision, Conn: conn}, d.clk, log)
 	case "shm":
+		d.mu.Lock()
+		seg := d.refclockIO.shm[rc.Unit]
+		d.mu.Unlock()
 		src, err = gpsd.NewSHM(gpsd.SHMConfig{Name: rc.Name, Unit: rc.Unit, RefID: rc.RefID,
-			Offset: rc.Offset, Delay: rc.Delay, Precision: rc.Precision}, d.clk, log)
+			Offset: rc.Offset, Delay: rc.Delay, Precision: rc.Precision, Segment: seg}, d.clk, log)
 	case "pps":
 		pc := gpsd.PPSConfig{Name: rc.Name, Device: rc.Device, ClearEdge: rc.Edge == "clear",
 			Offset: rc.Offset, Delay: rc.Delay, Precision: rc.Precision, RefID: rc.RefID, Poll: rc.Poll,

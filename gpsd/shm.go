@@ -50,6 +50,12 @@ type SHMConfig struct {
 	// Prefer, NoSelect, Trust and Require are the engine's selection
 	// options for this source (see sources.SourceOptions).
 	Prefer, NoSelect, Trust, Require bool
+	// Segment, when set, is the unit's segment attached beforehand
+	// (AttachSHM), while timed still had the privilege to: Run reads it
+	// and leaves it attached, so that a restarted reader needs no
+	// privilege. Otherwise Run attaches the segment and detaches it when
+	// it returns.
+	Segment *SHMSegment
 
 	// key overrides the segment's key (tests use keys of their own).
 	key int
@@ -205,6 +211,9 @@ func NewSHM(cfg SHMConfig, tb sources.Timebase, log *zap.Logger) (*SHM, error) {
 	if cfg.Interval < 0 || cfg.Delay < 0 || cfg.Precision < 0 || cfg.FaultAfter < 0 {
 		return nil, fmt.Errorf("shm: unit %d: negative interval, delay, precision or fault count", cfg.Unit)
 	}
+	if cfg.Segment != nil && cfg.Segment.unit != cfg.Unit {
+		return nil, fmt.Errorf("shm: unit %d: given the segment of unit %d", cfg.Unit, cfg.Segment.unit)
+	}
 	if cfg.Perm&^0o777 != 0 {
 		return nil, fmt.Errorf("shm: unit %d: permissions %v are more than rwx bits", cfg.Unit, cfg.Perm)
 	}
@@ -221,10 +230,7 @@ func NewSHM(cfg SHMConfig, tb sources.Timebase, log *zap.Logger) (*SHM, error) {
 		cfg.Delay = DefaultSHMUncertainty
 	}
 	if cfg.Perm == 0 {
-		cfg.Perm = 0o666
-		if cfg.Unit < 2 {
-			cfg.Perm = 0o600
-		}
+		cfg.Perm = shmDefaultPerm(cfg.Unit)
 	}
 	if cfg.key == 0 {
 		cfg.key = SHMKeyBase + cfg.Unit
@@ -239,6 +245,60 @@ func NewSHM(cfg SHMConfig, tb sources.Timebase, log *zap.Logger) (*SHM, error) {
 	s := &SHM{cfg: cfg, name: name, tb: tb, log: log.With(zap.String("source", name))}
 	s.state.init("shm", s.device())
 	return s, nil
+}
+
+// shmDefaultPerm is ntpd's mode for a unit's segment: 0600 for units 0
+// and 1 (only root can write them, so only a writer running as root is
+// believed) and 0666 for units 2 to 7.
+func shmDefaultPerm(unit int) os.FileMode {
+	if unit < 2 {
+		return 0o600
+	}
+	return 0o666
+}
+
+// SHMSegment is an NTP shared-memory unit's segment attached by AttachSHM.
+type SHMSegment struct {
+	unit    int
+	seg     shmSegment
+	created bool
+}
+
+// AttachSHM attaches the segment of unit (0 to 7), creating it with ntpd's
+// mode when it does not exist, for an SHM reader to use later
+// (SHMConfig.Segment). timed attaches its units at start-up, when it may
+// still hold CAP_IPC_OWNER: gpsd running as root makes units 0 and 1
+// root's with mode 0600, which no other user can attach without it.
+func AttachSHM(unit int) (*SHMSegment, error) {
+	if unit < 0 || unit > 7 {
+		return nil, fmt.Errorf("shm: unit %d: want 0 to 7", unit)
+	}
+	seg, created, err := shmAttachUnit(unit, SHMKeyBase+unit, shmDefaultPerm(unit))
+	if err != nil {
+		return nil, err
+	}
+	return &SHMSegment{unit: unit, seg: seg, created: created}, nil
+}
+
+// Detach detaches the segment; a reader using it must have stopped.
+func (g *SHMSegment) Detach() error { return g.seg.Detach() }
+
+// shmAttachUnit attaches a unit's segment (shmAttach) and checks its size;
+// errors name the unit, and a refusal says what would allow it.
+func shmAttachUnit(unit, key int, perm os.FileMode) (shmSegment, bool, error) {
+	seg, created, err := shmAttach(key, shmNative.size, perm)
+	if errors.Is(err, os.ErrPermission) {
+		err = fmt.Errorf("%w (a segment another user made, such as units 0 and 1 of a gpsd running as root, mode 0600: "+
+			"timed reads it only with CAP_IPC_OWNER while it starts, as timed.service gives it, or with the writer on units 2 to 7)", err)
+	}
+	if err != nil {
+		return nil, false, fmt.Errorf("shm: unit %d: %w", unit, err)
+	}
+	if seg.Size() < shmNative.size {
+		seg.Detach()
+		return nil, false, fmt.Errorf("shm: unit %d: segment has %d bytes, want at least %d", unit, seg.Size(), shmNative.size)
+	}
+	return seg, created, nil
 }
 
 // device is the unit and key, as Status and Options show it.
@@ -283,25 +343,28 @@ type shmSegment interface {
 
 // Run reads the segment every Interval until ctx is done.
 func (s *SHM) Run(ctx context.Context, r sources.Reporter) error {
-	seg, created, err := shmAttach(s.cfg.key, shmNative.size, s.cfg.Perm)
-	if err != nil {
-		err = fmt.Errorf("shm: unit %d: %w", s.cfg.Unit, err)
+	var (
+		seg     shmSegment
+		created bool
+		held    = s.cfg.Segment != nil
+		err     error
+	)
+	if held {
+		seg, created = s.cfg.Segment.seg, s.cfg.Segment.created
+	} else if seg, created, err = shmAttachUnit(s.cfg.Unit, s.cfg.key, s.cfg.Perm); err != nil {
 		s.state.setConnected(false, err.Error())
 		r.Fault(err.Error())
 		return err
 	}
 	defer func() {
-		seg.Detach()
+		if !held {
+			seg.Detach()
+		}
 		s.state.setConnected(false, "stopped")
 	}()
-	if seg.Size() < shmNative.size {
-		err := fmt.Errorf("shm: unit %d: segment has %d bytes, want at least %d", s.cfg.Unit, seg.Size(), shmNative.size)
-		s.state.setConnected(false, err.Error())
-		r.Fault(err.Error())
-		return err
-	}
 	s.state.setConnected(true, "")
-	s.log.Info("reading SHM segment", zap.Int("unit", s.cfg.Unit), zap.Bool("created", created))
+	s.log.Info("reading SHM segment", zap.Int("unit", s.cfg.Unit), zap.Bool("created", created),
+		zap.Bool("attached_at_start", held))
 
 	rd := shmReader{seg: seg, layout: shmNative, buf: make([]byte, shmNative.size)}
 	tick := time.NewTicker(s.cfg.Interval)

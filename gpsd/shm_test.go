@@ -1,6 +1,7 @@
 package gpsd
 
 import (
+	"context"
 	"encoding/binary"
 	"errors"
 	"strings"
@@ -9,6 +10,7 @@ import (
 	"unsafe"
 
 	"github.com/timed-project/timed/sources"
+	"go.uber.org/zap/zaptest"
 )
 
 // shmCTime mirrors ntpd's struct shmTime with Go's types: Go's int has the
@@ -159,6 +161,7 @@ type shmFake struct {
 	// countAfter, when set, is what the count reads as after the copy (a
 	// writer that raced the reader).
 	countAfter *int32
+	detached   int
 }
 
 func (f *shmFake) Bytes(b []byte) { copy(b, f.mem) }
@@ -176,7 +179,7 @@ func (f *shmFake) ClearValid(off int) error {
 	return nil
 }
 func (f *shmFake) Size() int     { return len(f.mem) }
-func (f *shmFake) Detach() error { return nil }
+func (f *shmFake) Detach() error { f.detached++; return nil }
 
 func TestSHMReaderPoll(t *testing.T) {
 	l := shmNative
@@ -259,6 +262,36 @@ func TestNewSHM(t *testing.T) {
 		if o := s.Options(); o.Kind != "shm" || o.MinPoll != tt.minPoll || !strings.Contains(o.Address, "unit") || o.NoSelect != tt.cfg.NoSelect {
 			t.Errorf("%+v: options %+v", tt.cfg, o)
 		}
+	}
+}
+
+// A segment attached beforehand (as the daemon does at start-up) is read
+// by Run and stays attached when Run returns, for the next reader.
+func TestSHMRunHeldSegment(t *testing.T) {
+	fake := &shmFake{mem: shmGood.bytes(shmNative)}
+	held := &SHMSegment{unit: 2, seg: fake}
+	if _, err := NewSHM(SHMConfig{Unit: 3, Segment: held}, sockTestTimebase{}, nil); err == nil || !strings.Contains(err.Error(), "segment of unit 2") {
+		t.Errorf("unit 3 with unit 2's segment: err = %v", err)
+	}
+	for run := 0; run < 2; run++ {
+		s, err := NewSHM(SHMConfig{Unit: 2, Segment: held, Interval: 10 * time.Millisecond}, sockTestTimebase{}, zaptest.NewLogger(t))
+		if err != nil {
+			t.Fatal(err)
+		}
+		r := newSockTestReporter()
+		ctx, cancel := context.WithCancel(context.Background())
+		done := make(chan error, 1)
+		go func() { done <- s.Run(ctx, r) }()
+		r.waitFor(t, "a measurement", func(m []sources.Measurement, _ []string) bool { return len(m) == 1 })
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("run %d: Run = %v", run, err)
+		}
+		if fake.detached != 0 {
+			t.Fatalf("run %d: the held segment was detached", run)
+		}
+		// The reader cleared valid: a new sample for the next run.
+		copy(fake.mem, shmGood.bytes(shmNative))
 	}
 }
 

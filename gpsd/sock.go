@@ -12,6 +12,7 @@ import (
 	"os/user"
 	"strconv"
 	"sync"
+	"syscall"
 	"time"
 	"unsafe"
 
@@ -51,6 +52,11 @@ type SockConfig struct {
 	// Prefer, NoSelect, Trust and Require are the engine's selection
 	// options for this source (see sources.SourceOptions).
 	Prefer, NoSelect, Trust, Require bool
+	// Conn, when set, is the socket already bound at Path by someone else
+	// (systemd's socket activation: a unit that may not write to /run gets
+	// /run/chrony.DEVICE.sock from systemd). Run reads from it and neither
+	// closes nor removes it; Group does not apply.
+	Conn *net.UnixConn
 }
 
 // Sock is the SOCK reference-clock reader. It implements sources.Source.
@@ -227,6 +233,11 @@ func NewSock(cfg SockConfig, tb sources.Timebase, log *zap.Logger) (*Sock, error
 	if cfg.Timeout == 0 {
 		cfg.Timeout = 10 * time.Second
 	}
+	if cfg.Conn != nil {
+		if a, ok := cfg.Conn.LocalAddr().(*net.UnixAddr); !ok || a.Name != cfg.Path {
+			return nil, fmt.Errorf("sock: %s: given a socket bound elsewhere (%v)", cfg.Path, cfg.Conn.LocalAddr())
+		}
+	}
 	if cfg.Group != "" {
 		if _, err := sockLookupGroup(cfg.Group); err != nil {
 			return nil, fmt.Errorf("sock: %s: %w", cfg.Path, err)
@@ -274,30 +285,41 @@ func (s *Sock) Status() RefclockStatus { return s.state.status() }
 // the path is removed first (anything else there is an error), and the
 // socket is removed when Run returns.
 func (s *Sock) Run(ctx context.Context, r sources.Reporter) error {
-	conn, err := s.listen()
-	if err != nil {
-		s.state.setConnected(false, err.Error())
-		r.Fault(err.Error())
-		return err
-	}
-	created, _ := os.Lstat(s.cfg.Path)
-	defer func() {
-		conn.Close()
-		// Remove the socket only if it is still ours.
-		if now, err := os.Lstat(s.cfg.Path); err == nil && created != nil && os.SameFile(now, created) {
-			os.Remove(s.cfg.Path)
+	conn, held := s.cfg.Conn, s.cfg.Conn != nil
+	if !held {
+		var err error
+		if conn, err = s.listen(); err != nil {
+			s.state.setConnected(false, err.Error())
+			r.Fault(err.Error())
+			return err
 		}
-		s.state.setConnected(false, "stopped")
-	}()
+		created, _ := os.Lstat(s.cfg.Path)
+		defer func() {
+			conn.Close()
+			// Remove the socket only if it is still ours.
+			if now, err := os.Lstat(s.cfg.Path); err == nil && created != nil && os.SameFile(now, created) {
+				os.Remove(s.cfg.Path)
+			}
+		}()
+	}
+	defer s.state.setConnected(false, "stopped")
 	s.state.setConnected(true, "")
-	s.log.Info("listening for SOCK samples", zap.String("path", s.cfg.Path))
+	s.log.Info("listening for SOCK samples", zap.String("path", s.cfg.Path), zap.Bool("from_service_manager", held))
 
+	// Cancelling ends a read in progress: by closing a socket of our own,
+	// by a deadline in the past on one that outlives Run. The loop looks
+	// at ctx after setting its own deadline, so a cancellation between the
+	// two is not lost.
 	done := make(chan struct{})
 	defer close(done)
 	go func() {
 		select {
 		case <-ctx.Done():
-			conn.Close()
+			if held {
+				conn.SetReadDeadline(time.Unix(1, 0))
+			} else {
+				conn.Close()
+			}
 		case <-done:
 		}
 	}()
@@ -316,6 +338,9 @@ func (s *Sock) Run(ctx context.Context, r sources.Reporter) error {
 	for {
 		if err := conn.SetReadDeadline(time.Now().Add(s.cfg.Timeout)); err != nil {
 			return fmt.Errorf("sock: %s: %w", s.cfg.Path, err)
+		}
+		if ctx.Err() != nil {
+			return nil
 		}
 		n, _, err := conn.ReadFrom(buf)
 		if ctx.Err() != nil {
@@ -377,12 +402,12 @@ func (s *Sock) listen() (*net.UnixConn, error) {
 			return nil, fmt.Errorf("sock: %s: exists and is not a socket", path)
 		}
 		if err := os.Remove(path); err != nil {
-			return nil, fmt.Errorf("sock: removing stale socket: %w", err)
+			return nil, fmt.Errorf("sock: removing stale socket: %w%s", err, sockHint(err))
 		}
 	}
 	conn, err := net.ListenUnixgram("unixgram", &net.UnixAddr{Name: path, Net: "unixgram"})
 	if err != nil {
-		return nil, fmt.Errorf("sock: %w", err)
+		return nil, fmt.Errorf("sock: %w%s", err, sockHint(err))
 	}
 	// Until the chmod, the socket has the umask's mode; writing to a
 	// datagram socket needs write permission, which the usual umasks deny
@@ -406,6 +431,16 @@ func (s *Sock) listen() (*net.UnixConn, error) {
 		return nil, fmt.Errorf("sock: %s: %w", path, err)
 	}
 	return conn, nil
+}
+
+// sockHint says what to do when timed may not make its socket, as under
+// timed.service (user _timed, /run read-only).
+func sockHint(err error) string {
+	if errors.Is(err, os.ErrPermission) || errors.Is(err, syscall.EROFS) {
+		return " (under systemd, systemd makes the socket and hands it to timed: " +
+			"systemctl enable --now timed-sock@DEVICE.socket for /run/chrony.DEVICE.sock, then restart timed)"
+	}
+	return ""
 }
 
 // sockState is the status and counters a SOCK or SHM reader shares with

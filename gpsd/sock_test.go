@@ -349,6 +349,57 @@ func TestSockRun(t *testing.T) {
 	}
 }
 
+// A socket bound by someone else (systemd's socket activation) is read by
+// Run, which returns at once when cancelled and leaves the socket open and
+// in place for the next reader.
+func TestSockRunHeldConn(t *testing.T) {
+	dir := t.TempDir()
+	path := filepath.Join(dir, "chrony.ttyS0.sock")
+	conn, err := net.ListenUnixgram("unixgram", &net.UnixAddr{Name: path, Net: "unixgram"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	if _, err := NewSock(SockConfig{Path: filepath.Join(dir, "other.sock"), Conn: conn}, sockTestTimebase{}, nil); err == nil ||
+		!strings.Contains(err.Error(), "bound elsewhere") {
+		t.Errorf("a socket of another path: err = %v", err)
+	}
+	w, err := net.DialUnix("unixgram", nil, &net.UnixAddr{Name: path, Net: "unixgram"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer w.Close()
+	for run := 0; run < 2; run++ {
+		s, err := NewSock(SockConfig{Path: path, Conn: conn, Timeout: time.Hour}, sockTestTimebase{}, zaptest.NewLogger(t))
+		if err != nil {
+			t.Fatal(err)
+		}
+		r := newSockTestReporter()
+		ctx, cancel := context.WithCancel(context.Background())
+		done := make(chan error, 1)
+		go func() { done <- s.Run(ctx, r) }()
+		if _, err := w.Write(sockEncode(sockTimeSize, 1_800_000_000+int64(run), 0, 0, 0, 0, sockMagic)); err != nil {
+			t.Fatal(err)
+		}
+		r.waitFor(t, "a measurement", func(m []sources.Measurement, _ []string) bool { return len(m) == 1 })
+		if st := s.Status(); !st.Connected || st.Device != path {
+			t.Errorf("run %d: status %+v", run, st)
+		}
+		cancel()
+		select {
+		case err := <-done:
+			if err != nil {
+				t.Errorf("run %d: Run = %v", run, err)
+			}
+		case <-time.After(5 * time.Second):
+			t.Fatalf("run %d: Run did not return when cancelled (its read has an hour's deadline)", run)
+		}
+		if _, err := os.Lstat(path); err != nil {
+			t.Fatalf("run %d: the socket file went: %v", run, err)
+		}
+	}
+}
+
 func TestSockRunTimeout(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "s.sock")
 	s, err := NewSock(SockConfig{Path: path, Timeout: 50 * time.Millisecond}, sockTestTimebase{}, zaptest.NewLogger(t))

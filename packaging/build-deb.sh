@@ -39,6 +39,7 @@ CGO_ENABLED=0 GOOS=linux GOARCH=$goarch GOPROXY=off GOFLAGS=-mod=mod \
 
 install -D -m 0644 "$pkg/systemd/timed.service" "$stage/usr/lib/systemd/system/timed.service"
 install -D -m 0644 "$pkg/systemd/timed-wait.service" "$stage/usr/lib/systemd/system/timed-wait.service"
+install -D -m 0644 "$pkg/systemd/timed-sock@.socket" "$stage/usr/lib/systemd/system/timed-sock@.socket"
 install -D -m 0644 "$pkg/sysusers.d/timed.conf" "$stage/usr/lib/sysusers.d/timed.conf"
 install -D -m 0644 "$pkg/tmpfiles.d/timed.conf" "$stage/usr/lib/tmpfiles.d/timed.conf"
 install -D -m 0644 "$pkg/udev/60-timed.rules" "$stage/usr/lib/udev/rules.d/60-timed.rules"

@@ -82,13 +82,18 @@ func TestUnitsVerify(t *testing.T) {
 	analyze := testenv.LookPath(t, "systemd-analyze", "/usr/bin/systemd-analyze")
 	service := readFile(t, "systemd/timed.service")
 	wait := readFile(t, "systemd/timed-wait.service")
+	sock := readFile(t, "systemd/timed-sock@.socket")
+	all := map[string][]byte{"timed.service": service, "timed-wait.service": wait, "timed-sock@.socket": sock}
 	tests := []struct {
 		name, unit string
 		units      map[string][]byte
 		ok         bool
 	}{
-		{"timed", "timed.service", map[string][]byte{"timed.service": service, "timed-wait.service": wait}, true},
-		{"timed-wait", "timed-wait.service", map[string][]byte{"timed.service": service, "timed-wait.service": wait}, true},
+		{"timed", "timed.service", all, true},
+		{"timed-wait", "timed-wait.service", all, true},
+		{"timed-sock", "timed-sock@ttyS0.socket", all, true},
+		{"socket without a listen setting", "timed-sock@ttyS0.socket", map[string][]byte{"timed.service": service,
+			"timed-sock@.socket": bytes.ReplaceAll(sock, []byte("ListenDatagram="), []byte("#"))}, false},
 		{"missing program", "timed.service", map[string][]byte{"timed.service": bytes.ReplaceAll(service,
 			[]byte("ExecStart=/usr/bin/timed"), []byte("ExecStart=/usr/bin/no-such-timed"))}, false},
 	}
@@ -133,8 +138,8 @@ func TestUnitSettings(t *testing.T) {
 		{"systemd/timed.service", "ExecReload", "/bin/kill -HUP $MAINPID"},
 		{"systemd/timed.service", "Restart", "on-failure"},
 		{"systemd/timed.service", "User", "_timed"},
-		{"systemd/timed.service", "AmbientCapabilities", "CAP_SYS_TIME CAP_NET_BIND_SERVICE"},
-		{"systemd/timed.service", "CapabilityBoundingSet", "CAP_SYS_TIME CAP_NET_BIND_SERVICE"},
+		{"systemd/timed.service", "AmbientCapabilities", "CAP_SYS_TIME CAP_NET_BIND_SERVICE CAP_IPC_OWNER"},
+		{"systemd/timed.service", "CapabilityBoundingSet", "CAP_SYS_TIME CAP_NET_BIND_SERVICE CAP_IPC_OWNER"},
 		{"systemd/timed.service", "RuntimeDirectory", "timed"},
 		{"systemd/timed.service", "StateDirectory", "timed"},
 		{"systemd/timed.service", "SystemCallFilter", "@system-service @clock seccomp"},
@@ -145,6 +150,9 @@ func TestUnitSettings(t *testing.T) {
 		{"systemd/timed-wait.service", "TimeoutStartSec", "180"},
 		{"systemd/timed-wait.service", "WantedBy", "multi-user.target"},
 		{"systemd/timed.service.d/ptp-ethernet.conf", "AmbientCapabilities", "CAP_NET_RAW CAP_NET_ADMIN"},
+		{"systemd/timed-sock@.socket", "ListenDatagram", "/run/chrony.%i.sock"},
+		{"systemd/timed-sock@.socket", "SocketMode", "0600"},
+		{"systemd/timed-sock@.socket", "Service", "timed.service"},
 	}
 	for _, tt := range tests {
 		if got := unitSettings(readFile(t, tt.file))[tt.key]; got != tt.want {
@@ -290,6 +298,7 @@ func TestDeb(t *testing.T) {
 		{"./usr/bin/timectl", "-rwxr-xr-x"},
 		{"./usr/lib/systemd/system/timed.service", "-rw-r--r--"},
 		{"./usr/lib/systemd/system/timed-wait.service", "-rw-r--r--"},
+		{"./usr/lib/systemd/system/timed-sock@.socket", "-rw-r--r--"},
 		{"./usr/lib/sysusers.d/timed.conf", "-rw-r--r--"},
 		{"./usr/lib/tmpfiles.d/timed.conf", "-rw-r--r--"},
 		{"./usr/lib/udev/rules.d/60-timed.rules", "-rw-r--r--"},
@@ -340,11 +349,12 @@ func TestDeb(t *testing.T) {
 	vroot := unitRoot(t, map[string][]byte{
 		"timed.service":      readFile(t, filepath.Join(root, "usr/lib/systemd/system/timed.service")),
 		"timed-wait.service": readFile(t, filepath.Join(root, "usr/lib/systemd/system/timed-wait.service")),
+		"timed-sock@.socket": readFile(t, filepath.Join(root, "usr/lib/systemd/system/timed-sock@.socket")),
 	})
 	for _, prog := range []string{"usr/bin/timed", "usr/bin/timectl"} {
 		copyFile(t, filepath.Join(root, prog), filepath.Join(vroot, prog), 0o755)
 	}
-	for _, u := range []string{"timed.service", "timed-wait.service"} {
+	for _, u := range []string{"timed.service", "timed-wait.service", "timed-sock@ttyS0.socket"} {
 		if out, err := run(analyze, "--root="+vroot, "verify", filepath.Join(vroot, "usr/lib/systemd/system", u)); err != nil || strings.TrimSpace(out) != "" {
 			t.Errorf("systemd-analyze verify %s from the package: %v\n%s", u, err, out)
 		}

@@ -18,6 +18,10 @@ type ProcOptions struct {
 	// Netns is the network namespace to run in (see NewNetns); "" means
 	// this one.
 	Netns string
+	// Exec is the program the command's exec chain ends in, when the
+	// command is a wrapper that runs it (setpriv, a socket activator);
+	// "" means the command itself.
+	Exec string
 }
 
 // Proc is a program started by Start. Only this process is ever

@@ -60,7 +60,11 @@ func Start(t testing.TB, opts ProcOptions, argv ...string) *Proc {
 			t.Logf("last output of %s (%s):\n%s", name, logPath, p.Tail(40))
 		}
 	})
-	if err := p.waitExec(filepath.Base(argv[0])); err != nil {
+	prog := opts.Exec
+	if prog == "" {
+		prog = argv[0]
+	}
+	if err := p.waitExec(filepath.Base(prog)); err != nil {
 		t.Fatalf("%s: %v\n%s", name, err, p.Tail(20))
 	}
 	if err := CheckNoSysTime(p.pid); err != nil {

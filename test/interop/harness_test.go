@@ -89,6 +89,13 @@ type timedConfig struct {
 	// DriftFile, when set, is the drift file (and so where state kept
 	// across restarts goes); otherwise there is none.
 	DriftFile string
+	// Wrap is a command line timed runs under (a socket activator, a
+	// change of user): timed and its arguments are appended to it.
+	Wrap []string
+	// Owner, when not 0, is the user and group ID that owns timed's
+	// directory (its configuration, control socket and log), made in
+	// /tmp so that this user can reach it.
+	Owner int
 }
 
 // yaml renders a complete timed.yaml: virtual clock, no drift file unless
@@ -144,6 +151,17 @@ func startTimed(t *testing.T, cfg timedConfig, netns string) *timedProc {
 	t.Helper()
 	timed, timectl := binaries(t)
 	dir := t.TempDir()
+	if cfg.Owner != 0 {
+		d, err := os.MkdirTemp("", "timed-")
+		if err == nil {
+			err = os.Chown(d, cfg.Owner, cfg.Owner)
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { os.RemoveAll(d) })
+		dir = d
+	}
 	path := filepath.Join(dir, "timed.yaml")
 	if err := os.WriteFile(path, []byte(cfg.yaml(dir)), 0o644); err != nil {
 		t.Fatal(err)
@@ -152,7 +170,8 @@ func startTimed(t *testing.T, cfg timedConfig, netns string) *timedProc {
 	if cfg.Name != "" {
 		name += "-" + cfg.Name
 	}
-	p := peers.Start(t, peers.ProcOptions{Name: name, Dir: dir, Netns: netns}, timed, "-c", path)
+	argv := append(append([]string{}, cfg.Wrap...), timed, "-c", path)
+	p := peers.Start(t, peers.ProcOptions{Name: name, Dir: dir, Netns: netns, Exec: timed}, argv...)
 	tp := &timedProc{Proc: p, timectl: timectl, socket: filepath.Join(dir, "timed.sock")}
 	deadline := time.Now().Add(10 * time.Second)
 	for {
