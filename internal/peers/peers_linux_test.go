@@ -74,6 +74,10 @@ func TestProc(t *testing.T) {
 	if err != nil || !strings.HasPrefix(string(comm), "/bin/sh\x00") {
 		t.Errorf("pid %d runs %q (%v), want /bin/sh", p.Pid(), comm, err)
 	}
+	// Start returns once the shell runs, maybe before it has written.
+	for deadline := time.Now().Add(5 * time.Second); p.Tail(1) != "it's up" && time.Now().Before(deadline); {
+		time.Sleep(10 * time.Millisecond)
+	}
 	p.Stop()
 	if !p.Exited() || p.Err() == nil {
 		t.Errorf("after Stop: exited %v, err %v; want a signal", p.Exited(), p.Err())
