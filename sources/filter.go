@@ -45,6 +45,12 @@ const (
 	priorFrequencyVar = 250e-6 * 250e-6
 	// measurementFloor is the smallest measurement error assumed (s).
 	measurementFloor = 100e-9
+	// timestampAllowance is how far a sample's timestamps may be off
+	// beyond their stated precision (s): a server's transmit time read
+	// before its send, a thread that waited for the CPU, a clock step
+	// between a request and its response. Half a sample's delay plus
+	// this bounds its error whatever the path's minimum delay.
+	timestampAllowance = 1e-3
 )
 
 // wanderGrid holds the random-walk frequency noise levels (spectral density,
@@ -229,6 +235,13 @@ func measurementNoise(s *sample, minDelay, minDelayErr, scale float64) (g, h flo
 		excess = 0
 	}
 	excess += minDelayErr
+	if whole := s.delay + timestampAllowance; s.delay > 0 && excess > whole {
+		// However little is known of the minimum, a path's delay is never
+		// negative: half the whole delay bounds the error, give or take
+		// the timestamps' own errors. With few samples on a jittery path
+		// this is the tighter bound.
+		excess = whole
+	}
 	return measurementFloor*measurementFloor + s.precision*s.precision/3, math.Sqrt(math.Max(scale, 0.1)) * excess / 2
 }
 
