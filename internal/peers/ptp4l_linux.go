@@ -145,13 +145,18 @@ func (p *Ptp4l) PortState(t testing.TB) string {
 var portStateRE = regexp.MustCompile(`portState\s+(\S+)`)
 
 // ServoSample is one line of a ptp4l slave's servo log: its offset from
-// the master, the servo state (s0 unlocked, s1 stepped, s2 locked) and the
+// the master, the servo state (s0 unlocked, s1 stepped, s2 locked, s3 locked and stable) and the
 // path delay, in seconds.
 type ServoSample struct {
 	Offset float64
 	State  string
 	Delay  float64
 }
+
+// Locked reports whether the servo was locked: s2, or s3 (locked and
+// stable: servo_offset_threshold met servo_num_offset_values times in a
+// row, as linuxptp's automotive-slave.cfg asks; it stays s3 after that).
+func (s ServoSample) Locked() bool { return s.State == "s2" || s.State == "s3" }
 
 var servoRE = regexp.MustCompile(`master offset\s+(-?\d+) (s\d) freq\s+[-+]?\d+ path delay\s+(-?\d+)`)
 
@@ -169,12 +174,12 @@ func ServoSamples(log string) []ServoSample {
 	return out
 }
 
-// LockedRMS is the RMS offset over the locked (s2) samples, and how many
+// LockedRMS is the RMS offset over the locked (s2, s3) samples, and how many
 // there were.
 func LockedRMS(samples []ServoSample) (rms float64, n int) {
 	var sum float64
 	for _, s := range samples {
-		if s.State == "s2" {
+		if s.Locked() {
 			sum += s.Offset * s.Offset
 			n++
 		}

@@ -118,7 +118,7 @@ func ptp4lLocked(p *peers.Ptp4l, skip int) []float64 {
 	var out []float64
 	servo := peers.ServoSamples(p.Output())
 	for _, s := range servo[min(skip, len(servo)):] {
-		if s.State == "s2" {
+		if s.Locked() {
 			out = append(out, s.Offset)
 		}
 	}

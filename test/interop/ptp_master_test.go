@@ -47,7 +47,7 @@ func TestPTPMaster(t *testing.T) {
 			rms, n := peers.LockedRMS(samples)
 			worst, delay := 0.0, samples[len(samples)-1].Delay
 			for _, s := range samples {
-				if s.State == "s2" {
+				if s.Locked() {
 					worst = math.Max(worst, math.Abs(s.Offset))
 				}
 			}

@@ -118,7 +118,7 @@ func TestPTPClientPtp4l(t *testing.T) {
 			servo := peers.ServoSamples(slave.Output())
 			var theirs []float64
 			for _, s := range servo[min(before, len(servo)):] {
-				if s.State == "s2" {
+				if s.Locked() {
 					theirs = append(theirs, s.Offset)
 				}
 			}
