@@ -399,6 +399,11 @@ func (e *Engine) update(now time.Time) Correction {
 			tau = tw
 		}
 	}
+	if refSrc.f.est.q >= fastWander {
+		// The wander outruns any smoothing: follow the estimate within a
+		// second (the frequency error this costs is the wander's own).
+		tau = 1
+	}
 	if tau < 1 {
 		tau = 1
 	}

@@ -57,6 +57,13 @@ const (
 // 1/s) the filter chooses among.
 var wanderGrid = [...]float64{1e-20, 1e-19, 1e-18, 1e-17, 1e-16, 1e-15, 1e-14, 1e-13, 1e-12}
 
+// fastWander is the wander (1/s) from which a source's clock is followed
+// at once: a frequency random walk of 0.1 ppm/√s or more (an oscillator in
+// a changing temperature, a virtual machine's clock) moves the phase within
+// one poll interval by more than the estimate's error, so smoothing the
+// steering only adds lag.
+const fastWander = 1e-14
+
 // wanderPrior is the typical wander of a quartz oscillator in a stable room,
 // and wanderPriorDecades how far (in decades, one sigma) it may be off.
 const (
@@ -268,6 +275,14 @@ func (f *filter) estimate() {
 		f.minDelay = math.Min(f.minDelay, f.win[i].delay)
 	}
 	minDelayErr := (median - f.minDelay) / math.Sqrt(math.Sqrt(float64(n)))
+	if wanderGrid[f.wander] >= fastWander && f.added > asymmetryMinSamples {
+		// With a wander this large only the newest few samples say where
+		// the clock is, and each one's band counts: the minimum's
+		// distance above the path's is taken at its expected size, which
+		// shrinks as 1/√n for a delay density that rises from the
+		// minimum, instead of the cautious 1/n^¼.
+		minDelayErr = (median - f.minDelay) / math.Sqrt(float64(n))
+	}
 	if n == 1 {
 		minDelayErr = f.minDelay / 4
 	}
