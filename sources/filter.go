@@ -280,7 +280,9 @@ func (f *filter) estimate() {
 		// the clock is, and each one's band counts: the minimum's
 		// distance above the path's is taken at its expected size, which
 		// shrinks as 1/√n for a delay density that rises from the
-		// minimum, instead of the cautious 1/n^¼.
+		// minimum, instead of the cautious 1/n^¼. Only once the window
+		// holds as many samples as the asymmetry estimate needs: before
+		// that the wander chosen rests mostly on the prior.
 		minDelayErr = (median - f.minDelay) / math.Sqrt(float64(n))
 	}
 	if n == 1 {

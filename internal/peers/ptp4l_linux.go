@@ -145,8 +145,8 @@ func (p *Ptp4l) PortState(t testing.TB) string {
 var portStateRE = regexp.MustCompile(`portState\s+(\S+)`)
 
 // ServoSample is one line of a ptp4l slave's servo log: its offset from
-// the master, the servo state (s0 unlocked, s1 stepped, s2 locked, s3 locked and stable) and the
-// path delay, in seconds.
+// the master, the servo state (s0 unlocked, s1 stepped, s2 locked, s3
+// locked and stable) and the path delay, in seconds.
 type ServoSample struct {
 	Offset float64
 	State  string

@@ -150,8 +150,10 @@ type timedProc struct {
 func startTimed(t *testing.T, cfg timedConfig, netns string) *timedProc {
 	t.Helper()
 	timed, timectl := binaries(t)
-	dir := t.TempDir()
-	if cfg.Owner != 0 {
+	var dir string
+	if cfg.Owner == 0 {
+		dir = t.TempDir()
+	} else {
 		d, err := os.MkdirTemp("", "timed-")
 		if err == nil {
 			err = os.Chown(d, cfg.Owner, cfg.Owner)
