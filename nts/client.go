@@ -6,7 +6,7 @@ import (
 	"fmt"
 	"slices"
 
-	"github.com/facebook/time/ntp/protocol/nts/aessiv"
+	"github.com/timed-project/timed/nts/internal/siv"
 )
 
 // maxCookieLen bounds the cookies a client sends: with seven placeholders
@@ -21,7 +21,7 @@ type UniqueID [UniqueIDLen]byte
 // use. Keeping the cookies, using each once and starting a new exchange on
 // ErrNAK are the caller's.
 type ClientSession struct {
-	c2s, s2c *aessiv.AESSIV
+	c2s, s2c *siv.AESSIV
 }
 
 // NewClientSession prepares the keys that NTS-KE exported for aead.
@@ -33,10 +33,10 @@ func NewClientSession(aead uint16, c2s, s2c []byte) (*ClientSession, error) {
 	defer clear(keys.C2S[:])
 	defer clear(keys.S2C[:])
 	s := &ClientSession{}
-	if s.c2s, err = aessiv.NewAESSIV(keys.C2S[:]); err != nil {
+	if s.c2s, err = siv.New(keys.C2S[:]); err != nil {
 		return nil, fmt.Errorf("nts: C2S key: %w", err)
 	}
-	if s.s2c, err = aessiv.NewAESSIV(keys.S2C[:]); err != nil {
+	if s.s2c, err = siv.New(keys.S2C[:]); err != nil {
 		return nil, fmt.Errorf("nts: S2C key: %w", err)
 	}
 	return s, nil
@@ -94,7 +94,7 @@ func (s *ClientSession) appendRequest(dst, cookie []byte, placeholders int, rand
 // for a cookie of cookieLen bytes and that many placeholders.
 func RequestFieldsLen(cookieLen, placeholders int) int {
 	ef := 4 + pad4(cookieLen)
-	return 4 + UniqueIDLen + ef*(1+placeholders) + 8 + authNonceLen + aessiv.BlockSize
+	return 4 + UniqueIDLen + ef*(1+placeholders) + 8 + authNonceLen + siv.Overhead
 }
 
 // binaryAppendHeader appends an extension field header of total length n.

@@ -5,7 +5,7 @@ import (
 	"encoding/binary"
 	"fmt"
 
-	"github.com/facebook/time/ntp/protocol/nts/aessiv"
+	"github.com/timed-project/timed/nts/internal/siv"
 )
 
 // AEADAESSIVCMAC256 is the IANA id of AEAD_AES_SIV_CMAC_256, the only AEAD
@@ -25,7 +25,7 @@ const (
 	cookieHeaderLen    = 4 + cookieNonceLen
 	cookiePlaintextLen = 2 + 2*KeySize + 2
 	// CookieLen is the length of the cookies this package makes.
-	CookieLen = cookieHeaderLen + aessiv.BlockSize + cookiePlaintextLen
+	CookieLen = cookieHeaderLen + siv.Overhead + cookiePlaintextLen
 )
 
 // CookieKeys are what a cookie carries: the AEAD algorithm and the two keys
@@ -90,7 +90,7 @@ func appendCookie(dst []byte, k *cookieKey, keys *CookieKeys, nonce []byte) ([]b
 	binary.BigEndian.PutUint16(pt[:], keys.AEAD)
 	copy(pt[2:], keys.C2S[:])
 	copy(pt[2+KeySize:], keys.S2C[:])
-	out, err := k.siv.Seal(dst, pt[:], dst[start:start+4], dst[start+4:start+cookieHeaderLen])
+	out, err := k.aead.Seal(dst, pt[:], dst[start:start+4], dst[start+4:start+cookieHeaderLen])
 	clear(pt[:])
 	if err != nil {
 		return dst[:start], err
@@ -123,7 +123,7 @@ func (r *KeyRing) openCookie(cookie []byte) (CookieKeys, error) {
 		return keys, err
 	}
 	var buf [cookiePlaintextLen]byte
-	pt, err := k.siv.Open(buf[:0], cookie[cookieHeaderLen:], cookie[:4], cookie[4:cookieHeaderLen])
+	pt, err := k.aead.Open(buf[:0], cookie[cookieHeaderLen:], cookie[:4], cookie[4:cookieHeaderLen])
 	if err != nil || len(pt) != cookiePlaintextLen {
 		return keys, fmt.Errorf("cookie key %08x: %w", id, ErrCookieAuth)
 	}

@@ -4,7 +4,7 @@ import (
 	"encoding/binary"
 	"fmt"
 
-	"github.com/facebook/time/ntp/protocol/nts/aessiv"
+	"github.com/timed-project/timed/nts/internal/siv"
 )
 
 // NTP extension field types of RFC 8915 section 5.
@@ -100,7 +100,7 @@ func parseAuthenticator(body []byte) (authenticator, error) {
 	if pad4(nl)+pad4(cl) > len(rest) {
 		return a, fmt.Errorf("authenticator nonce %d and ciphertext %d bytes in a %d-byte field: %w", nl, cl, len(body)+4, ErrMalformed)
 	}
-	if cl < aessiv.BlockSize {
+	if cl < siv.Overhead {
 		return a, fmt.Errorf("authenticator ciphertext of %d bytes: %w", cl, ErrMalformed)
 	}
 	a.nonce = rest[:nl]
@@ -121,13 +121,13 @@ func allZero(b []byte) bool {
 }
 
 // appendAuthenticator appends an authenticator field sealing plaintext
-// with siv over dst[:len(dst)] (the whole packet so far) and nonce. The
+// with aead over dst[:len(dst)] (the whole packet so far) and nonce. The
 // plaintext may be dst's own tail beyond len(dst): see sealInPlace.
-func appendAuthenticator(dst []byte, siv *aessiv.AESSIV, nonce, plaintext []byte) ([]byte, error) {
+func appendAuthenticator(dst []byte, aead *siv.AESSIV, nonce, plaintext []byte) ([]byte, error) {
 	start, aad := len(dst), dst
 	dst = appendAuthHeader(dst, nonce, len(plaintext))
 	ctStart := len(dst)
-	out, err := siv.Seal(dst, plaintext, aad, dst[start+8:start+8+len(nonce)])
+	out, err := aead.Seal(dst, plaintext, aad, dst[start+8:start+8+len(nonce)])
 	if err != nil {
 		return aad, fmt.Errorf("seal: %w", err)
 	}
@@ -141,7 +141,7 @@ func appendAuthHeader(dst []byte, nonce []byte, ptLen int) []byte {
 	dst = binary.BigEndian.AppendUint16(dst, FieldAuthenticator)
 	dst = binary.BigEndian.AppendUint16(dst, 0)
 	dst = binary.BigEndian.AppendUint16(dst, uint16(len(nonce)))
-	dst = binary.BigEndian.AppendUint16(dst, uint16(aessiv.BlockSize+ptLen))
+	dst = binary.BigEndian.AppendUint16(dst, uint16(siv.Overhead+ptLen))
 	dst = append(dst, nonce...)
 	return appendZeros(dst, pad4(len(nonce))-len(nonce))
 }
@@ -157,9 +157,9 @@ func finishAuth(out []byte, start, ctStart int) []byte {
 // sealInPlace turns the plaintext dst[ctStart:] (already written after an
 // authenticator header made by appendAuthHeader at start) into ciphertext
 // and finishes the field; the AAD is dst[:start].
-func sealInPlace(dst []byte, siv *aessiv.AESSIV, start, ctStart int) ([]byte, error) {
+func sealInPlace(dst []byte, aead *siv.AESSIV, start, ctStart int) ([]byte, error) {
 	nl := int(binary.BigEndian.Uint16(dst[start+4:]))
-	out, err := siv.Seal(dst[:ctStart], dst[ctStart:], dst[:start], dst[start+8:start+8+nl])
+	out, err := aead.Seal(dst[:ctStart], dst[ctStart:], dst[:start], dst[start+8:start+8+nl])
 	if err != nil {
 		return dst[:start], fmt.Errorf("seal: %w", err)
 	}

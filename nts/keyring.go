@@ -19,13 +19,13 @@ import (
 	"sync"
 	"time"
 
-	"github.com/facebook/time/ntp/protocol/nts/aessiv"
+	"github.com/timed-project/timed/nts/internal/siv"
 
 	"github.com/timed-project/timed/internal/atomicfile"
 )
 
 // KeySize is the length of a cookie-sealing key (AES-SIV-CMAC-256).
-const KeySize = aessiv.KeySize
+const KeySize = siv.KeySize
 
 // maxKeys bounds the keys a ring keeps and a key file may hold.
 const maxKeys = 1000
@@ -42,17 +42,17 @@ type cookieKey struct {
 	id      uint32
 	created time.Time
 	secret  [KeySize]byte
-	siv     *aessiv.AESSIV
+	aead    *siv.AESSIV
 }
 
 func newCookieKey(id uint32, created time.Time, secret []byte) (*cookieKey, error) {
 	k := &cookieKey{id: id, created: created}
 	copy(k.secret[:], secret)
-	siv, err := aessiv.NewAESSIV(k.secret[:])
+	aead, err := siv.New(k.secret[:])
 	if err != nil {
 		return nil, fmt.Errorf("nts: key %08x: %w", id, err)
 	}
-	k.siv = siv
+	k.aead = aead
 	return k, nil
 }
 

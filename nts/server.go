@@ -6,7 +6,7 @@ import (
 	"fmt"
 	"slices"
 
-	"github.com/facebook/time/ntp/protocol/nts/aessiv"
+	"github.com/timed-project/timed/nts/internal/siv"
 )
 
 // maxResponseCookies bounds the cookies one response carries: the cookie
@@ -23,7 +23,7 @@ type Request struct {
 	UniqueID []byte
 
 	keys    CookieKeys
-	s2c     *aessiv.AESSIV
+	s2c     *siv.AESSIV
 	cookies int // how many new cookies the response should carry
 	size    int // length of the request, which the response must not exceed
 }
@@ -135,7 +135,7 @@ func (req *Request) AppendResponse(dst []byte, ring *KeyRing) ([]byte, error) {
 		return dst, fmt.Errorf("nts: response: %w", err)
 	}
 	orig := len(dst)
-	fixed := orig + 4 + pad4(len(req.UniqueID)) + 8 + authNonceLen + aessiv.BlockSize
+	fixed := orig + 4 + pad4(len(req.UniqueID)) + 8 + authNonceLen + siv.Overhead
 	if fixed > req.size {
 		return dst, fmt.Errorf("nts: %d-byte request: %w", req.size, errTooLarge)
 	}

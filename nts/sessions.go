@@ -4,7 +4,7 @@ import (
 	"fmt"
 	"sync"
 
-	"github.com/facebook/time/ntp/protocol/nts/aessiv"
+	"github.com/timed-project/timed/nts/internal/siv"
 )
 
 // sessions keeps the AES-SIV ciphers of the clients a server saw recently.
@@ -19,7 +19,7 @@ type sessions struct {
 	m  map[CookieKeys]*sessionCiphers
 }
 
-type sessionCiphers struct{ c2s, s2c *aessiv.AESSIV }
+type sessionCiphers struct{ c2s, s2c *siv.AESSIV }
 
 // sessionCacheSize bounds the cache: 4096 clients of about 2.5 KiB each.
 const sessionCacheSize = 4096
@@ -34,10 +34,10 @@ func (s *sessions) ciphers(keys *CookieKeys) (*sessionCiphers, error) {
 	}
 	c = &sessionCiphers{}
 	var err error
-	if c.c2s, err = aessiv.NewAESSIV(keys.C2S[:]); err != nil {
+	if c.c2s, err = siv.New(keys.C2S[:]); err != nil {
 		return nil, fmt.Errorf("C2S key: %w", err)
 	}
-	if c.s2c, err = aessiv.NewAESSIV(keys.S2C[:]); err != nil {
+	if c.s2c, err = siv.New(keys.S2C[:]); err != nil {
 		return nil, fmt.Errorf("S2C key: %w", err)
 	}
 	s.mu.Lock()
