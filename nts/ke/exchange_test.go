@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -584,7 +585,8 @@ func TestExchangeSkipTimeChecks(t *testing.T) {
 }
 
 // The server uses a classical key exchange even with a client that offers
-// the hybrid post-quantum one first (Go's default): see keyExchangeGroups.
+// the hybrid post-quantum one first (Go's default): see keyExchangeGroups;
+// P-256 for a client that lists it before X25519 (prefersP256).
 func TestServerKeyExchangeGroup(t *testing.T) {
 	ca := newTestCA(t, "test CA")
 	leaf := ca.validLeaf(t)
@@ -597,8 +599,35 @@ func TestServerKeyExchangeGroup(t *testing.T) {
 		}
 		got := conn.ConnectionState().CurveID
 		conn.Close()
-		if got != tls.X25519 && got != tls.CurveP256 {
-			t.Errorf("offering %v: key exchange %v, want X25519 or P-256", offered, got)
+		// Go's client lists X25519 before P-256 whatever its order here.
+		want := tls.X25519
+		if slices.Equal(offered, []tls.CurveID{tls.CurveP256}) {
+			want = tls.CurveP256
+		}
+		if got != want {
+			t.Errorf("offering %v: key exchange %v, want %v", offered, got, want)
+		}
+	}
+}
+
+func TestPrefersP256(t *testing.T) {
+	const grease = tls.CurveID(0x0a0a)
+	for _, tt := range []struct {
+		groups []tls.CurveID
+		want   bool
+	}{
+		{nil, false},
+		// chrony 4.3 (GnuTLS 3.7): P-256, P-384, P-521, X25519, X448, FFDHE.
+		{[]tls.CurveID{tls.CurveP256, tls.CurveP384, tls.CurveP521, tls.X25519, 0x1e, 0x100}, true},
+		// ntpsec (OpenSSL 3.0): X25519, P-256, X448, P-521, P-384.
+		{[]tls.CurveID{tls.X25519, tls.CurveP256, 0x1e, tls.CurveP521, tls.CurveP384}, false},
+		// Go 1.26: the hybrids first.
+		{[]tls.CurveID{grease, tls.X25519MLKEM768, tls.SecP256r1MLKEM768, tls.X25519, tls.CurveP256}, false},
+		{[]tls.CurveID{grease, tls.CurveP384, tls.CurveP256}, true},
+		{[]tls.CurveID{tls.CurveP384}, false},
+	} {
+		if got := prefersP256(tt.groups); got != tt.want {
+			t.Errorf("prefersP256(%v) = %v, want %v", tt.groups, got, tt.want)
 		}
 	}
 }

@@ -128,7 +128,35 @@ func NewServer(cfg ServerConfig) (*Server, error) {
 	if cfg.GetCertificate == nil {
 		t.Certificates = []tls.Certificate{*cfg.Certificate}
 	}
+	p256 := t.Clone()
+	p256.CurvePreferences = []tls.CurveID{tls.CurveP256}
+	t.GetConfigForClient = func(hello *tls.ClientHelloInfo) (*tls.Config, error) {
+		if prefersP256(hello.SupportedCurves) {
+			return p256, nil
+		}
+		return nil, nil
+	}
 	return &Server{cfg: cfg, tls: t, log: log, sem: make(chan struct{}, cfg.MaxConns)}, nil
+}
+
+// prefersP256 reports whether a client lists P-256 before X25519 among
+// the groups it supports, as chrony's client (GnuTLS) does, sending a key
+// share for each. Go's server would take X25519 whatever the order, and
+// its X25519 is slow where its P-256 is not: making the server's key
+// share takes 64 us with X25519 and 17 us with P-256 on the benchmark
+// machine (the shared secret about 67 us with either), a tenth of the
+// server's CPU per exchange. A client that lists P-256 first but sent no
+// share for it gets a HelloRetryRequest: slower, still correct.
+func prefersP256(groups []tls.CurveID) bool {
+	for _, g := range groups {
+		switch g {
+		case tls.CurveP256:
+			return true
+		case tls.X25519:
+			return false
+		}
+	}
+	return false
 }
 
 // keyExchangeGroups are the TLS key exchanges the server accepts: the
