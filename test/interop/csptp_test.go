@@ -40,7 +40,14 @@ func csptpServerTimed(t *testing.T, netns, listen string) *timedProc {
 
 // csptpSettle waits until every CSPTP source of tp is in use and the clock
 // within 1 ms of the truth, then returns the RMS and maximum of the
-// clock's offset from the truth over window.
+// clock's offset from the truth over window. When the RMS is above 20 µs
+// (the tests' bound) it logs every reading.
+//
+// The tests that call it are not parallel with the others: they measure
+// µs, and the load tests beside them disturb that (the CI run of 3a7071a,
+// TestServeMillionClients flooding both CPUs at the time: timed's clock
+// 49.9 µs RMS, max 113 µs from the truth, against 1.5–1.8 µs alone and
+// 1.6 µs beside two busy loops).
 func csptpSettle(t *testing.T, tp *timedProc, names []string, window time.Duration) (rmsOff, maxOff float64) {
 	t.Helper()
 	waitSources(t, tp, "the CSPTP sources in use", 40*time.Second, func(st statusReply) bool {
@@ -62,7 +69,19 @@ func csptpSettle(t *testing.T, tp *timedProc, names []string, window time.Durati
 		offs = append(offs, st.Clock.OffsetFromSystem)
 		maxOff = max(maxOff, math.Abs(st.Clock.OffsetFromSystem))
 	}
+	if rms(offs) > 20e-6 {
+		t.Logf("the clock's offsets from the truth every 0.5 s (µs): %.1f", scaled(offs, 1e6))
+	}
 	return rms(offs), maxOff
+}
+
+// scaled is xs, each times k.
+func scaled(xs []float64, k float64) []float64 {
+	out := make([]float64, len(xs))
+	for i, x := range xs {
+		out[i] = x * k
+	}
+	return out
 }
 
 // TestCSPTP: timed as a CSPTP/SPTP client of timed as a server, across a
@@ -74,7 +93,7 @@ func csptpSettle(t *testing.T, tp *timedProc, names []string, window time.Durati
 // sources` lists them with kind csptp, and the server's `timectl
 // serverstats` counts answers of both forms.
 func TestCSPTP(t *testing.T) {
-	t.Parallel()
+	// Not parallel with the other tests: see csptpSettle.
 	testenv.RequireRoot(t)
 	binaries(t)
 	a, b := peers.NewVethPair(t)
@@ -152,7 +171,7 @@ func facebookBinaries(t *testing.T) (ptp4u, sptp string) {
 // The source is used and timed's clock, from 200 ms and 50 ppm off, comes
 // within 1 ms and stays within 20 µs RMS of the truth.
 func TestCSPTPPtp4u(t *testing.T) {
-	t.Parallel()
+	// Not parallel with the other tests: see csptpSettle.
 	testenv.RequireRoot(t)
 	binaries(t)
 	ptp4u, _ := facebookBinaries(t)
