@@ -208,6 +208,15 @@ func (f *filter) jumpedTo() bool {
 		}
 		x, _ := f.est.at(s.u)
 		r := s.y - x
+		// Delay above the path's minimum moves a sample's offset by up to
+		// half of it: a run of samples delayed on one side of the path (a
+		// host under load, a queue that builds) looks like a jump but is
+		// not one, and restarting from them would make their delay the
+		// path's minimum and steer the clock by their error. A jump moves
+		// the offset by more than the whole excess delay.
+		if math.Abs(r) <= math.Max(0, s.delay-f.minDelay) {
+			return false
+		}
 		sg := 1
 		if r < 0 {
 			sg = -1

@@ -148,3 +148,51 @@ func TestFilterFollowsPathChange(t *testing.T) {
 		t.Errorf("offset estimate %+.2f µs (asymmetry %.2f), want within 0.2 µs of 0", x*1e6, f.asymmetry)
 	}
 }
+
+// A run of samples delayed on one side of the path (a host under load for a
+// few seconds at a fast poll) looks like the source's time jumping: after
+// a one-sided queue on the way back has taught the filter its asymmetry,
+// 1 ms of delay on the way out puts each such sample far outside its
+// corrected band, and three in a row are outliers on one side that agree.
+// But their offsets are what their excess delay explains (+500 µs for
+// 1 ms): the filter keeps its window, its minimum delay and its estimate.
+// The same run at the path's usual delay is a jump.
+func TestFilterDelayBurstIsNoJump(t *testing.T) {
+	for _, tt := range []struct {
+		name       string
+		delay, y   float64 // of the burst's samples
+		wantJump   bool
+		wantOffset float64
+	}{
+		{"one-sided delay burst", 1008e-6, 500e-6, false, 0},
+		{"the source's time jumps", 8e-6, 2e-3, true, 2e-3},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			rng := rand.New(rand.NewPCG(3, 4))
+			f := newFilter(0, 0)
+			u := 0.0
+			add := func(delay, y float64) bool {
+				u += 0.5
+				return f.add(sample{u: u, y: y + rng.NormFloat64()*0.3e-6, delay: delay + rng.ExpFloat64()*1e-6, precision: 1e-6})
+			}
+			for range 60 {
+				q := rng.ExpFloat64() * 50e-6 // queueing on the way back
+				add(8e-6+q, -q/2)
+			}
+			jumped := false
+			for range 6 {
+				jumped = add(tt.delay, tt.y) || jumped
+			}
+			if jumped != tt.wantJump {
+				t.Errorf("restarted for a jump: %v, want %v", jumped, tt.wantJump)
+			}
+			if !tt.wantJump && f.minDelay > 12e-6 {
+				t.Errorf("minimum delay %.1f µs after the burst, want the path's (about 9 µs)", f.minDelay*1e6)
+			}
+			x, _ := f.est.at(u)
+			if math.Abs(x-tt.wantOffset) > 5e-6 {
+				t.Errorf("estimate %+.1f µs, want within 5 µs of %+.1f µs", x*1e6, tt.wantOffset*1e6)
+			}
+		})
+	}
+}
