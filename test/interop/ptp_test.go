@@ -115,18 +115,13 @@ func TestPTPClientPtp4l(t *testing.T) {
 				est = append(est, src.Offset+d)
 				raw = append(raw, src.LastOffset+d)
 			}
-			servo := peers.ServoSamples(slave.Output())
-			var theirs []float64
-			for _, s := range servo[min(before, len(servo)):] {
-				if s.Locked() {
-					theirs = append(theirs, s.Offset)
-				}
-			}
+			theirs := ptp4lLocked(slave, before)
 			em, es := meanSD(est)
 			tm, ts := meanSD(theirs)
 			t.Logf("%s, same link, same run, over %v: timed's estimates %.2f µs RMS (mean %+.2f, SD %.2f; raw measurements %.2f µs, clock %.2f µs; %d samples), ptp4l slave's offsets %.2f µs RMS (mean %+.2f, SD %.2f; %d locked samples)",
 				tc.name, rmsWindow, rms(est)*1e6, em*1e6, es*1e6, rms(raw)*1e6, r.RMS*1e6, len(est), rms(theirs)*1e6, tm*1e6, ts*1e6, len(theirs))
 			if tracePTP(t, samples) {
+				servo := peers.ServoSamples(slave.Output())
 				for _, s := range servo[min(before, len(servo)):] {
 					t.Logf("ptp4l %.0f %s %.0f", s.Offset*1e9, s.State, s.Delay*1e9)
 				}

@@ -9,6 +9,8 @@ import (
 	"testing"
 
 	"github.com/facebook/time/ntp/protocol/nts/aessiv"
+
+	"github.com/timed-project/timed/internal/testenv"
 )
 
 func unhex(t testing.TB, s string) []byte {
@@ -20,22 +22,32 @@ func unhex(t testing.TB, s string) []byte {
 	return b
 }
 
-// paths runs f with the assembly (where this machine has it) and with the
-// portable path.
-func paths(t *testing.T, f func(t *testing.T)) {
-	saved := useAsm
-	t.Cleanup(func() { useAsm = saved })
-	for _, asm := range []bool{true, false} {
-		name := "portable"
-		if asm {
-			if !saved {
-				continue
-			}
-			name = "asm"
-		}
-		useAsm = asm
-		t.Run(name, f)
+// haveAsm is whether this machine runs the assembly (useAsm as the package
+// set it, before any test changed it).
+var haveAsm = useAsm
+
+// requireAsm makes a test of the assembly skip where the machine has no
+// AES-NI, and fail there in CI (TIMED_REQUIRE_PEERS=1), whose machines
+// have it.
+func requireAsm(t *testing.T) {
+	t.Helper()
+	if !haveAsm {
+		testenv.Missing(t, "AES-NI, which nts/internal/siv's assembly needs")
 	}
+}
+
+// paths runs f with the assembly and with the portable path.
+func paths(t *testing.T, f func(t *testing.T)) {
+	t.Cleanup(func() { useAsm = haveAsm })
+	t.Run("asm", func(t *testing.T) {
+		requireAsm(t)
+		useAsm = true
+		f(t)
+	})
+	t.Run("portable", func(t *testing.T) {
+		useAsm = false
+		f(t)
+	})
 }
 
 // TestRFC5297 checks the deterministic example of RFC 5297 appendix A.1
@@ -194,9 +206,7 @@ func TestTamper(t *testing.T) {
 // TestBlocks checks the assembly's key expansion, CBC-MAC and block
 // encryption against crypto/aes.
 func TestBlocks(t *testing.T) {
-	if !useAsm {
-		t.Skip("no AES-NI here: the portable path is crypto/aes itself")
-	}
+	requireAsm(t) // the portable path is crypto/aes itself
 	rng := rand.New(rand.NewPCG(7, 8))
 	for range 200 {
 		key := randBytes(rng, 16)
@@ -241,9 +251,9 @@ func TestNewBadKey(t *testing.T) {
 // TestNoAllocs checks that Seal and Open with room in dst allocate nothing
 // (with the assembly).
 func TestNoAllocs(t *testing.T) {
-	if !useAsm {
-		t.Skip("the portable path passes blocks through crypto/aes's interface, which allocates")
-	}
+	// The portable path passes blocks through crypto/aes's interface,
+	// which allocates.
+	requireAsm(t)
 	a, _ := New(make([]byte, KeySize))
 	ad, pt := make([]byte, 192), make([]byte, 108)
 	buf := make([]byte, 0, 256)
