@@ -193,7 +193,7 @@ func (e *Engine) Measured(name string, m Measurement) {
 		u:         raw,
 		y:         off + (l - raw),
 		offset:    off,
-		delay:     m.Delay.Seconds(),
+		delay:     e.tl.rawSpan(l, m.Delay.Seconds()),
 		precision: m.Precision.Seconds(),
 	}
 	if s.f.add(smp) {

@@ -283,7 +283,11 @@ func (f *filter) estimate() {
 	for i := max(0, n-minDelaySpan); i < n; i++ {
 		f.minDelay = math.Min(f.minDelay, f.win[i].delay)
 	}
-	minDelayErr := (median - f.minDelay) / math.Sqrt(math.Sqrt(float64(n)))
+	spread := median - f.minDelay
+	if q := spreadQuartiles * (w.sorted[n/4] - f.minDelay); n >= spreadMinSamples && q < spread {
+		spread = math.Max(q, 0)
+	}
+	minDelayErr := spread / math.Sqrt(math.Sqrt(float64(n)))
 	if wanderGrid[f.wander] >= fastWander && f.added > asymmetryMinSamples {
 		// With a wander this large only the newest few samples say where
 		// the clock is, and each one's band counts: the minimum's
@@ -292,7 +296,7 @@ func (f *filter) estimate() {
 		// minimum, instead of the cautious 1/n^¼. Only once the window
 		// holds as many samples as the asymmetry estimate needs: before
 		// that the wander chosen rests mostly on the prior.
-		minDelayErr = (median - f.minDelay) / math.Sqrt(float64(n))
+		minDelayErr = spread / math.Sqrt(float64(n))
 	}
 	if n == 1 {
 		minDelayErr = f.minDelay / 4
@@ -313,9 +317,16 @@ func (f *filter) estimate() {
 		// Queueing delay on one side of the path shows up as offsets that
 		// move with the delay: each sample is then off by a fraction of its
 		// excess delay, which can be measured and taken out.
-		if a, ok := asymmetry(w.excess, w.innov, w.svar, w.bestOutlier, asymmetryTail*(median-f.minDelay)); ok {
+		tail := asymmetryTail * spread
+		if a, ok := asymmetry(w.excess, w.innov, w.svar, w.bestOutlier, tail); ok {
 			f.asymmetry = a
 			for i := range f.win {
+				if w.excess[i] > tail {
+					// The slope was measured on the common delays: a
+					// sample delayed far beyond them (on either side)
+					// keeps its offset and its whole band.
+					continue
+				}
 				w.ys[i] = f.win[i].y - a*w.excess[i]
 				w.gvar[i], w.half[i] = measurementNoise(&f.win[i], f.minDelay, minDelayErr, 1-4*a*a)
 				w.vars[i] = w.gvar[i] + w.half[i]*w.half[i]/3
@@ -328,6 +339,23 @@ func (f *filter) estimate() {
 	}
 	f.valid = true
 }
+
+// The spread of the delays (the median's excess over the minimum) scales
+// how far the minimum may lie above the path's. When more than half the
+// packets are delayed (a host under load at a fast poll, or by chance
+// among a young window's few samples) the median is one of the delayed
+// ones, and every sample's band, the cleanest's too, would widen by the
+// delay's size. For queueing delays, whose density is highest at the
+// path's minimum or rises from it, the median's excess is at most 3 times
+// the lower quartile's (2 for a uniform, 2.4 for an exponential, under 3
+// for any Pareto); spreadQuartiles times the lower quartile's excess
+// therefore caps the spread only when the median sits in a second cluster
+// of delayed packets, and only once the window holds spreadMinSamples
+// samples.
+const (
+	spreadQuartiles  = 3
+	spreadMinSamples = 16
+)
 
 // minDelaySpan is how many of the newest samples the minimum delay is
 // taken over.
@@ -399,7 +427,8 @@ func (f *filter) search(w *work) {
 const fullSearchEvery = 16
 
 // asymmetryTail: samples whose excess delay is more than this many times
-// the median excess are left out of the asymmetry regression. A rare, long
+// the median excess are left out of the asymmetry regression, and its
+// slope is not applied to them. A rare, long
 // delay on one side of the path (a send that waited for the CPU) says
 // nothing about how the common, short delays split between the two sides,
 // and with its leverage it would set the slope for all of them.

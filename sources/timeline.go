@@ -34,6 +34,19 @@ func (t *timeline) correction(l float64) float64 {
 
 func (t *timeline) raw(l float64) float64 { return l - t.correction(l) }
 
+// rawSpan turns d, a span of local time around local time l (a round
+// trip's delay), into raw time. While the engine slews the clock fast (up
+// to a twelfth) the local clock runs that much off the oscillator: a
+// delay read off it is short or long by as much, and so would be the
+// bound it puts on the sample's error.
+func (t *timeline) rawSpan(l, d float64) float64 {
+	i := len(t.segs) - 1
+	for i > 0 && t.segs[i].local > l {
+		i--
+	}
+	return d / (1 + t.segs[i].freq)
+}
+
 func (t *timeline) frequency() float64 { return t.segs[len(t.segs)-1].freq }
 
 // change records that at local time l the clock was stepped by step and its

@@ -54,3 +54,24 @@ func TestTimelineAppliedAt(t *testing.T) {
 		t.Error("a change to the same frequency reported as a change")
 	}
 }
+
+// A round trip's delay read off the local clock is turned into raw time
+// with the frequency the clock ran at then: during a slew of a twelfth
+// (the fastest, as at start) 1 ms of local time is 1.091 ms of raw time.
+func TestTimelineRawSpan(t *testing.T) {
+	const slew = -1.0 / 12
+	tl := newTimeline(0, 10e-6)
+	tl.change(10, 0, slew)
+	tl.change(20, 0, 10e-6)
+	for _, tt := range []struct {
+		l, want float64
+	}{
+		{5, 1e-3 / (1 + 10e-6)},
+		{15, 1e-3 / (1 + slew)},
+		{25, 1e-3 / (1 + 10e-6)},
+	} {
+		if got := tl.rawSpan(tt.l, 1e-3); math.Abs(got-tt.want) > 1e-15 {
+			t.Errorf("rawSpan(%v, 1 ms) = %.6f ms, want %.6f ms", tt.l, got*1e3, tt.want*1e3)
+		}
+	}
+}
