@@ -62,6 +62,18 @@ func openUDP(cfg TransportConfig, opts netstamp.LinkOptions) (*udpTransport, err
 	if t.event, err = openGroupSocket(netw, cfg.Interface, cfg.EventPort, cfg.Network, opts); err != nil {
 		return nil, err
 	}
+	if cfg.Network == NetworkUDPv4 {
+		// Event messages leave from a socket outside the Go poller (see
+		// netstamp), connected to the primary group, which sends nothing.
+		primary, err := cfg.Network.GroupAddress(GroupPrimary)
+		if err == nil {
+			err = t.event.SendStampedFromOwnSocket(netip.AddrPortFrom(primary.IP, cfg.EventPort))
+		}
+		if err != nil {
+			t.event.Close()
+			return nil, err
+		}
+	}
 	// General messages need no hardware stamps: ask for software ones so
 	// that a send never waits for a stamp from the card.
 	gopts := opts

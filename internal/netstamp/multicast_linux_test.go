@@ -36,47 +36,79 @@ func TestMulticastVeth(t *testing.T) {
 	}
 	const port = 31319
 	for _, tc := range cases {
-		t.Run(tc.name, func(t *testing.T) {
-			conns := openPair(t, p, func(i int) (*MulticastConn, error) {
-				return ListenMulticast(tc.network, p[i].Iface, port, LinkOptions{})
-			}, tc.group)
-			for i, c := range conns {
-				if c.LocalAddr().Port() != port {
-					t.Fatalf("side %d: bound to %v, want port %d", i, c.LocalAddr(), port)
-				}
+		for _, own := range []bool{false, true} {
+			name := tc.name
+			if own && tc.network != "udp4" {
+				continue
 			}
-			var maxD time.Duration
-			buf := make([]byte, 128)
-			for seq := range 20 {
-				from, to := seq%2, 1-seq%2
-				src, d := exchange(t, seq, conns[from], conns[to], netip.AddrPortFrom(tc.group, port), buf)
-				if !tc.from(from)(src.Addr()) || src.Port() != port {
-					t.Errorf("seq %d: from %v, not side %d's address", seq, src, from)
-				}
-				maxD = max(maxD, d)
+			if own {
+				name += ", own transmit socket"
 			}
-			t.Logf("largest rx - tx: %v", maxD)
-			// Multicast loop is off: no side read its own datagrams.
-			for i := range 2 {
-				conns[i].SetReadDeadline(time.Now().Add(50 * time.Millisecond))
-				if n, src, _, _, err := conns[i].ReadFrom(buf); err == nil {
-					t.Errorf("side %d read %d more bytes from %v (its own, looped back?)", i, n, src)
-				}
+			t.Run(name, func(t *testing.T) { multicastVeth(t, p, tc.network, tc.group, port, own, tc.from) })
+		}
+	}
+}
+
+// multicastVeth exchanges stamped multicast and unicast datagrams between
+// the two sides of p, each with a socket on port joined to group; with own
+// each sends its stamped datagrams from its own transmit socket
+// (SendStampedFromOwnSocket), which must change nothing the other side
+// sees and take nothing from the listening socket.
+func multicastVeth(t *testing.T, p [2]peers.VethEnd, network string, group netip.Addr, port uint16, own bool, fromSide func(int) func(netip.Addr) bool) {
+	conns := openPair(t, p, func(i int) (*MulticastConn, error) {
+		c, err := ListenMulticast(network, p[i].Iface, port, LinkOptions{})
+		if err == nil && own {
+			if err = c.SendStampedFromOwnSocket(netip.AddrPortFrom(group, port)); err != nil {
+				c.Close()
 			}
-			// Unicast on the same sockets, unstamped, to the peer's address.
-			dst := p[1].Addr.Addr()
-			if tc.network == "udp6" {
-				dst = p[1].Addr6.Addr()
-			}
-			if err := conns[0].WriteToUnstamped([]byte("general"), netip.AddrPortFrom(dst, port)); err != nil {
-				t.Fatal(err)
-			}
-			conns[1].SetReadDeadline(time.Now().Add(2 * time.Second))
-			n, _, _, rxst, err := conns[1].ReadFrom(buf)
-			if err != nil || string(buf[:n]) != "general" || rxst != StampKernel {
-				t.Errorf("unicast: got %q, %v, %v; want \"general\" with a kernel stamp", buf[:n], rxst, err)
-			}
-		})
+		}
+		return c, err
+	}, group)
+	for i, c := range conns {
+		if c.LocalAddr().Port() != port {
+			t.Fatalf("side %d: bound to %v, want port %d", i, c.LocalAddr(), port)
+		}
+	}
+	var maxD time.Duration
+	buf := make([]byte, 128)
+	for seq := range 20 {
+		from, to := seq%2, 1-seq%2
+		src, d := exchange(t, seq, conns[from], conns[to], netip.AddrPortFrom(group, port), buf)
+		if !fromSide(from)(src.Addr()) || src.Port() != port {
+			t.Errorf("seq %d: from %v, not side %d's address and port %d", seq, src, from, port)
+		}
+		maxD = max(maxD, d)
+	}
+	t.Logf("largest rx - tx: %v", maxD)
+	// Multicast loop is off: no side read its own datagrams.
+	for i := range 2 {
+		conns[i].SetReadDeadline(time.Now().Add(50 * time.Millisecond))
+		if n, src, _, _, err := conns[i].ReadFrom(buf); err == nil {
+			t.Errorf("side %d read %d more bytes from %v (its own, looped back?)", i, n, src)
+		}
+	}
+	// Unicast on the same sockets to the peer's address and port, both
+	// ways: unstamped, and stamped (from the transmit socket with own,
+	// which must not take the other side's unicast either).
+	addr := func(i int) netip.AddrPort {
+		if network == "udp6" {
+			return netip.AddrPortFrom(p[i].Addr6.Addr(), port)
+		}
+		return netip.AddrPortFrom(p[i].Addr.Addr(), port)
+	}
+	for seq := range 4 {
+		from, to := seq%2, 1-seq%2
+		if err := conns[from].WriteToUnstamped([]byte("general"), addr(to)); err != nil {
+			t.Fatal(err)
+		}
+		conns[to].SetReadDeadline(time.Now().Add(2 * time.Second))
+		n, _, _, rxst, err := conns[to].ReadFrom(buf)
+		if err != nil || string(buf[:n]) != "general" || rxst != StampKernel {
+			t.Errorf("unicast to side %d: got %q, %v, %v; want \"general\" with a kernel stamp", to, buf[:n], rxst, err)
+		}
+		if src, _ := exchange(t, seq, conns[from], conns[to], addr(to), buf); src != addr(from) {
+			t.Errorf("stamped unicast to side %d: from %v, want %v", to, src, addr(from))
+		}
 	}
 }
 
@@ -204,5 +236,23 @@ func TestListenMulticastErrors(t *testing.T) {
 				t.Fatalf("joined %s", tc.join)
 			}
 		})
+	}
+	// A transmit socket of its own: IPv4 only, connected to an IPv4 group.
+	for _, tc := range []struct{ network, notFrom string }{
+		{"udp4", "10.0.0.1:319"},
+		{"udp4", "[ff0e::181]:319"},
+		{"udp6", "[ff0e::181]:319"},
+	} {
+		c, err := ListenMulticast(tc.network, lo, 0, LinkOptions{})
+		if err != nil {
+			if tc.network == "udp6" {
+				testenv.Missing(t, fmt.Sprintf("IPv6 on lo (%v)", err))
+			}
+			t.Fatal(err)
+		}
+		if err := c.SendStampedFromOwnSocket(netip.MustParseAddrPort(tc.notFrom)); err == nil {
+			t.Errorf("%s: transmit socket connected to %s", tc.network, tc.notFrom)
+		}
+		c.Close()
 	}
 }

@@ -114,13 +114,17 @@ func holdDeviceOpen(t testing.TB, p *Proc, port int) {
 	if _, err := c.Write([]byte(`?WATCH={"enable":true,"json":true}` + "\n")); err != nil {
 		t.Fatalf("gpsfake: %v", err)
 	}
-	c.SetReadDeadline(time.Now().Add(10 * time.Second))
+	// gpsfake adds its pty to gpsd after gpsd listens; under a loaded CI
+	// run that took more than 10 s once.
+	c.SetReadDeadline(time.Now().Add(30 * time.Second))
 	br := bufio.NewReader(c)
+	var got []string
 	for {
 		line, err := br.ReadString('\n')
 		if err != nil {
-			t.Fatalf("gpsfake: gpsd did not open the device: %v\n%s", err, p.Tail(20))
+			t.Fatalf("gpsfake: gpsd did not open the device: %v; gpsd said:\n%s\ngpsfake:\n%s", err, strings.Join(got, ""), p.Tail(20))
 		}
+		got = append(got, line)
 		if strings.Contains(line, `"class":"DEVICE"`) && strings.Contains(line, `"activated"`) {
 			break
 		}
