@@ -276,9 +276,7 @@ func (c *Conn) SendStampedFromOwnSocket() error {
 			return fail("IPV6_V6ONLY", err)
 		}
 	}
-	dropAll := []unix.SockFilter{{Code: unix.BPF_RET | unix.BPF_K, K: 0}}
-	if err := unix.SetsockoptSockFprog(fd, unix.SOL_SOCKET, unix.SO_ATTACH_FILTER,
-		&unix.SockFprog{Len: uint16(len(dropAll)), Filter: &dropAll[0]}); err != nil {
+	if err := dropAllInput(fd); err != nil {
 		return fail("SO_ATTACH_FILTER", err)
 	}
 	sa, err := c.sockaddr(netip.AddrPortFrom(c.local.Addr(), 0), true)
@@ -288,7 +286,5 @@ func (c *Conn) SendStampedFromOwnSocket() error {
 	if err := unix.Bind(fd, sa); err != nil {
 		return fail("bind", err)
 	}
-	c.k.wmu.Lock()
-	defer c.k.wmu.Unlock()
-	return c.k.useTxSocket(fd)
+	return c.k.takeTxSocket(fd)
 }

@@ -167,9 +167,7 @@ func (c *MulticastConn) SendStampedFromOwnSocket(notFrom netip.AddrPort) error {
 		unix.Close(fd)
 		return fmt.Errorf("netstamp: transmit socket on %s: %s: %w", c.ifname, what, err)
 	}
-	dropAll := []unix.SockFilter{{Code: unix.BPF_RET | unix.BPF_K, K: 0}}
-	if err := unix.SetsockoptSockFprog(fd, unix.SOL_SOCKET, unix.SO_ATTACH_FILTER,
-		&unix.SockFprog{Len: uint16(len(dropAll)), Filter: &dropAll[0]}); err != nil {
+	if err := dropAllInput(fd); err != nil {
 		return fail("SO_ATTACH_FILTER", err)
 	}
 	if err := unix.SetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_REUSEADDR, 1); err != nil {
@@ -191,9 +189,7 @@ func (c *MulticastConn) SendStampedFromOwnSocket(notFrom netip.AddrPort) error {
 	if err := unix.Connect(fd, peer); err != nil {
 		return fail("connect", err)
 	}
-	c.k.wmu.Lock()
-	defer c.k.wmu.Unlock()
-	return c.k.useTxSocket(fd)
+	return c.k.takeTxSocket(fd)
 }
 
 // JoinGroup joins the multicast group on the socket's interface.

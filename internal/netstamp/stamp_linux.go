@@ -111,6 +111,21 @@ func (k *stampSocket) close() error {
 	return k.s.Close()
 }
 
+// takeTxSocket is useTxSocket with k.wmu taken.
+func (k *stampSocket) takeTxSocket(fd int) error {
+	k.wmu.Lock()
+	defer k.wmu.Unlock()
+	return k.useTxSocket(fd)
+}
+
+// dropAllInput attaches a socket filter to fd that drops every datagram
+// that arrives: a transmit socket takes nothing in.
+func dropAllInput(fd int) error {
+	dropAll := []unix.SockFilter{{Code: unix.BPF_RET | unix.BPF_K, K: 0}}
+	return unix.SetsockoptSockFprog(fd, unix.SOL_SOCKET, unix.SO_ATTACH_FILTER,
+		&unix.SockFprog{Len: uint16(len(dropAll)), Filter: &dropAll[0]})
+}
+
 // useTxSocket makes stamped sends go out on fd (see stampSocket.txFD),
 // with the timestamping options of k; k owns fd from then on.
 func (k *stampSocket) useTxSocket(fd int) error {
