@@ -22,13 +22,18 @@ func newTimeline(local, freq float64) *timeline {
 	return &timeline{segs: []segment{{local: local, freq: freq}}}
 }
 
-// correction at local time l, looked up in the segment that contains it.
-func (t *timeline) correction(l float64) float64 {
+// at is the segment that contains local time l.
+func (t *timeline) at(l float64) segment {
 	i := len(t.segs) - 1
 	for i > 0 && t.segs[i].local > l {
 		i--
 	}
-	s := t.segs[i]
+	return t.segs[i]
+}
+
+// correction at local time l, looked up in the segment that contains it.
+func (t *timeline) correction(l float64) float64 {
+	s := t.at(l)
 	return s.corr + (l-s.local)*s.freq/(1+s.freq)
 }
 
@@ -39,13 +44,7 @@ func (t *timeline) raw(l float64) float64 { return l - t.correction(l) }
 // to a twelfth) the local clock runs that much off the oscillator: a
 // delay read off it is short or long by as much, and so would be the
 // bound it puts on the sample's error.
-func (t *timeline) rawSpan(l, d float64) float64 {
-	i := len(t.segs) - 1
-	for i > 0 && t.segs[i].local > l {
-		i--
-	}
-	return d / (1 + t.segs[i].freq)
-}
+func (t *timeline) rawSpan(l, d float64) float64 { return d / (1 + t.at(l).freq) }
 
 func (t *timeline) frequency() float64 { return t.segs[len(t.segs)-1].freq }
 
