@@ -108,14 +108,15 @@ func (c *MulticastConn) sendOptions(fd int) error {
 		level, opt int
 		value      int
 	}
-	opts := []opt{
-		{"IP_MULTICAST_LOOP", unix.IPPROTO_IP, unix.IP_MULTICAST_LOOP, 0},
-		{"IP_MULTICAST_TTL", unix.IPPROTO_IP, unix.IP_MULTICAST_TTL, c.hops},
-	}
+	var opts []opt
 	if c.fam == 4 {
 		mreq := &unix.IPMreqn{Ifindex: int32(c.ifindex)}
 		if err := unix.SetsockoptIPMreqn(fd, unix.IPPROTO_IP, unix.IP_MULTICAST_IF, mreq); err != nil {
 			return fmt.Errorf("IP_MULTICAST_IF: %w", err)
+		}
+		opts = []opt{
+			{"IP_MULTICAST_LOOP", unix.IPPROTO_IP, unix.IP_MULTICAST_LOOP, 0},
+			{"IP_MULTICAST_TTL", unix.IPPROTO_IP, unix.IP_MULTICAST_TTL, c.hops},
 		}
 	} else {
 		opts = []opt{
@@ -144,8 +145,9 @@ func (c *MulticastConn) sendOptions(fd int) error {
 // 7.8–9.4 µs at the 90th percentile from the listening socket, 2.5 and
 // 2.9 µs from a socket of its own; a PTP slave's Delay_Reqs next to a
 // ptp4l master, 7.9 µs median and 21.6 µs at the 90th percentile, against
-// 2.5 and 2.8 µs (and the master's Syncs, from ptp4l, 2.2 and 2.6 µs). The second socket receives
-// nothing: it is connected to notFrom, an address no datagram comes from
+// 2.5 and 2.8 µs (and the master's Syncs, from ptp4l, 2.2 and 2.6 µs).
+//
+// The second socket receives nothing: it is connected to notFrom, an address no datagram comes from
 // (the multicast group it sends to), which keeps the kernel from handing
 // it what arrives at the port, and a socket filter drops anything else.
 // Its datagrams keep the port as their source, as masters that answer a
@@ -184,7 +186,7 @@ func (c *MulticastConn) SendStampedFromOwnSocket(notFrom netip.AddrPort) error {
 	}
 	peer, err := c.sockaddr(notFrom)
 	if err != nil {
-		return fail("connect", err)
+		return fail("address", err)
 	}
 	if err := unix.Connect(fd, peer); err != nil {
 		return fail("connect", err)
