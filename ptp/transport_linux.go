@@ -141,6 +141,7 @@ func (t *udpTransport) SendEvent(msg []byte, to Address) (time.Time, netstamp.St
 	if err != nil {
 		return time.Time{}, netstamp.StampUser, err
 	}
+	warm(t.event, msg)
 	tx, st, err := t.event.WriteTo(msg, dst)
 	if err != nil {
 		return tx, st, fmt.Errorf("ptp: event message: %w", err)
@@ -225,6 +226,7 @@ func (t *l2Transport) SendEvent(msg []byte, to Address) (time.Time, netstamp.Sta
 	if t.settle {
 		settle()
 	}
+	warm(t.c, msg)
 	tx, st, err := t.c.WriteTo(msg, dst)
 	if err != nil {
 		return tx, st, fmt.Errorf("ptp: event message: %w", err)

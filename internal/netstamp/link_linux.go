@@ -50,6 +50,14 @@ func (c *link) join(group fmt.Stringer, f func(fd int) error) error {
 	return nil
 }
 
+// WarmTransmitPath prepares a stamped send that comes after a pause:
+// with software timestamps, when the last stamped send was over a
+// millisecond ago, it runs the kernel's stamped transmit path once on the
+// loopback interface, so that the frame sent next leaves its transmit
+// timestamp for the wire with that path in the CPU's caches (see
+// txWarmer for what it changes). With hardware timestamps it does nothing.
+func (c *link) WarmTransmitPath() { c.k.warmTransmitPath() }
+
 // Interface returns the name of the socket's interface.
 func (c *link) Interface() string { return c.ifname }
 

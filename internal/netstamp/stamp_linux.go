@@ -52,6 +52,8 @@ type stampSocket struct {
 	// after their timestamp, which a PTP master's slaves took for offset.
 	// Nobody sleeps on txFD while it sends.
 	txFD int
+
+	warm txWarmer // software stamps only
 }
 
 // newStampSocket turns timestamping on for s: the kernel's software stamps,
@@ -65,7 +67,8 @@ func newStampSocket(s *socket.Conn, opts LinkOptions) (*stampSocket, error) {
 		return nil, fmt.Errorf("netstamp: %w", err)
 	}
 	k := &stampSocket{s: s, raw: raw, hw: opts.HardwareStamps, txWait: opts.TxStampWait,
-		rOOB: make([]byte, oobSize), eBuf: make([]byte, oobSize), eData: make([]byte, 64), txFD: -1}
+		rOOB: make([]byte, oobSize), eBuf: make([]byte, oobSize), eData: make([]byte, 64), txFD: -1,
+		warm: txWarmer{fd: -1}}
 	flags := uint32(rxFlags)
 	txFlag := uint32(unix.SOF_TIMESTAMPING_TX_SOFTWARE)
 	if k.hw {
@@ -89,6 +92,9 @@ func newStampSocket(s *socket.Conn, opts LinkOptions) (*stampSocket, error) {
 		}
 	}
 	k.wOOB = appendCmsgUint32(nil, unix.SOL_SOCKET, k.tsOpt, txFlag)
+	if !k.hw {
+		k.warm = newTxWarmer(k.tsOpt)
+	}
 	return k, nil
 }
 
@@ -102,13 +108,25 @@ func (k *stampSocket) stamping() Stamping {
 
 func (k *stampSocket) close() error {
 	k.closed.Store(true)
+	k.wmu.Lock()
 	if k.txFD >= 0 {
-		k.wmu.Lock()
 		_ = unix.Close(k.txFD)
 		k.txFD = -1
-		k.wmu.Unlock()
 	}
+	k.warm.close()
+	k.wmu.Unlock()
 	return k.s.Close()
+}
+
+// warmTransmitPath warms the stamped transmit path when it is cold (see
+// txWarmer); it does nothing with hardware stamps.
+func (k *stampSocket) warmTransmitPath() {
+	if k.hw {
+		return
+	}
+	k.wmu.Lock()
+	k.warm.warmIfCold(time.Now())
+	k.wmu.Unlock()
 }
 
 // takeTxSocket is useTxSocket with k.wmu taken.
@@ -188,6 +206,9 @@ func (k *stampSocket) send(b []byte, sa unix.Sockaddr, stamped bool) (tx time.Ti
 	k.wmu.Lock()
 	defer k.wmu.Unlock()
 	before := time.Now()
+	if stamped {
+		k.warm.sent(before)
+	}
 	if stamped && k.txFD >= 0 {
 		return k.sendUnpolled(b, sa, before)
 	}

@@ -161,11 +161,14 @@ func TestGPTP(t *testing.T) {
 	// Shorter than the NTP tests' windows: at 8 Syncs a second these see
 	// more samples in less time (the interop run must stay near 20 min).
 	const settle, window = 20 * time.Second, 40 * time.Second
-	// Both slaves carry the same bias of this link (about +1.2 µs: the
-	// Sync path is slower than the peer delay exchanges say), so their
-	// RMS differ by noise and by each one's estimate of the link delay
-	// (timed's automotive slave has measured -1.5 µs of mean offset where
-	// ptp4l's had +0.4 µs under CI load).
+	// Both slaves carry the same bias of this link: ptp4l's Syncs leave on
+	// a timer with the sender's transmit path cold (~2 µs from transmit
+	// timestamp to receive timestamp on these veths, ~1 µs warm), and the
+	// link delay that corrects them is half a cold request's leg and a
+	// warm response's (see ptp.warm). Their RMS differ by noise and by
+	// each one's estimate of the link delay: in 3 runs with warming,
+	// timed's mean offset was -0.4 to -1.4 µs, the ptp4l slave's +0.8 to
+	// +1.3 µs.
 	const slaveSlack = 1.25
 	// As master, timed is compared by the spread of the ptp4l slave's
 	// offsets (90th − 10th percentile) and their median, not their RMS:
@@ -176,7 +179,10 @@ func TestGPTP(t *testing.T) {
 	// wake with the timer that sends the Sync. Ethernet event messages now
 	// wait 100 µs after that wake (ptp/settle_linux.go), which removed them
 	// on a quiet machine; under load some remain, and those few set the
-	// RMS. The RMS is logged.
+	// RMS. The RMS is logged. timed's Syncs also leave with the transmit
+	// path warmed (ptp.warm): in 3 runs with it the ptp4l slave of timed
+	// was 0.28–0.68 µs RMS (gPTP) and 0.40–0.55 µs (automotive), the
+	// ptp4l slave of ptp4l 0.80–2.75 µs.
 	// The median is each link's own bias (its Sync path against its peer
 	// delay exchanges), which differs between pairs by about ±1 µs: it
 	// must stay within maxBias.
@@ -228,6 +234,8 @@ func TestGPTP(t *testing.T) {
 		case rms(est) > max(slaveSlack*rms(theirs), rms(theirs)+regressionMargin):
 			t.Errorf("timed's estimates %.2f µs RMS, want no worse than %g× the ptp4l slave's %.2f µs (or %.1f µs more)",
 				rms(est)*1e6, slaveSlack, rms(theirs)*1e6, regressionMargin*1e6)
+		case rms(est) > rms(theirs):
+			t.Logf("%s: issue 6's goal not met in this run: timed's estimates %.2f µs RMS, the ptp4l slave's %.2f µs", name, rms(est)*1e6, rms(theirs)*1e6)
 		}
 		if p.State != "SLAVE" || !p.GPTP.ASCapable || p.Measurements < 20 || p.GPTP.Neighbor == "" || p.MeanPathDelay <= 0 {
 			t.Errorf("timectl ptp: %+v %+v, want an asCapable SLAVE with measurements and a measured link", p, *p.GPTP)
@@ -271,6 +279,8 @@ func TestGPTP(t *testing.T) {
 		case spread(mine) > masterLimit(spread(theirs)) || math.Abs(quantile(mine, 0.5)) > maxBias:
 			t.Errorf("ptp4l's offsets from timed: spread (90th − 10th percentile) %.2f µs, median %+.2f µs; want a spread no worse than %g× (or 1 µs more than) ptp4l's from ptp4l, %.2f µs, and a median within ±%.0f µs",
 				spread(mine)*1e6, quantile(mine, 0.5)*1e6, masterSlack, spread(theirs)*1e6, maxBias*1e6)
+		case rms(mine) > rms(theirs):
+			t.Logf("%s: issue 6's goal not met in this run: the ptp4l slave of timed %.2f µs RMS, of ptp4l %.2f µs", name, rms(mine)*1e6, rms(theirs)*1e6)
 		}
 		if p := st.Ports[0]; p.State != "MASTER" || !p.GPTP.ASCapable {
 			t.Errorf("timectl ptp: %+v %+v, want an asCapable MASTER", p, *p.GPTP)

@@ -55,29 +55,26 @@ func TestPTPClientPtp4l(t *testing.T) {
 	})
 	for _, tc := range []struct {
 		name, transport, flag string
-		// slack is how much worse than ptp4l's timed's RMS may be. On
-		// these veths the two directions' delays differ in shape, not
-		// only in their queueing: over UDPv4 the master's (ptp4l's)
-		// Syncs take ~1 µs or ~2.2 µs, timed's Delay_Reqs ~2–2.5 µs
-		// (traced per exchange on one clock). timed's estimate rests on
-		// the shortest round trips, ptp4l's on the median delay, and
-		// which lands nearer the truth varies from run to run.
+		// slack is how much worse than ptp4l's timed's RMS may be, a
+		// guard against regressions: the issue's goal (no worse) is
+		// logged when missed. On these veths a frame's time from its
+		// transmit timestamp to the peer's receive timestamp depends on
+		// the sender's caches: ~2.4 µs when its path has been idle, ~1 µs
+		// right after another send. ptp4l's Syncs are mostly cold; timed
+		// warms its event messages first (ptp.warm). timed's estimate
+		// rests on the shortest round trips, which pair ptp4l's fast
+		// Syncs with timed's fast Delay_Reqs: in 3 runs each over UDPv4
+		// and Ethernet before CI it sat +0.17 to +0.28 µs off (0.20–0.28
+		// µs RMS) where ptp4l's slave was 0.48–0.68 µs RMS (3.96 once,
+		// with a late Sync). Before warming, timed's cold Delay_Reqs
+		// put it +0.6 to +1.2 µs off over UDPv4 and it lost half the runs.
 		slack float64
 		// floor: below this RMS timed passes whatever ptp4l reached.
-		// Below 0.5 µs both are at the noise of software timestamps on
-		// this machine, and which is better is chance. Over UDPv4 on a
-		// loaded machine (the full CI run of 8012f32) timed's estimate
-		// sat 1.7 µs to one side for the whole minute (2.04 µs RMS
-		// against ptp4l's 0.53): it rests on the path's shortest round
-		// trips, whose split between the two directions is not the
-		// average's. Issue 5 stays open for it; this test guards against
-		// anything worse. On Ethernet timed's estimate sits +0.4 to
-		// +0.7 µs off in most runs (ptp4l's −0.3 to 0) for the same
-		// reason; in the CI run of f7c7d2d that made 0.66 µs RMS against
-		// ptp4l's 0.58.
+		// Below 1 µs both are at the noise of software timestamps on a
+		// loaded machine, and which is better is chance.
 		floor float64
 	}{
-		{"next to ptp4l, udp4", "udp4", "-4", 3, 3e-6},
+		{"next to ptp4l, udp4", "udp4", "-4", 1.5, 1e-6},
 		{"next to ptp4l, l2", "l2", "-2", 1.5, 1e-6},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
