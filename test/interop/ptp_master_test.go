@@ -68,9 +68,13 @@ func TestPTPMaster(t *testing.T) {
 }
 
 // TestPTPMasterBMCA: two timeds with ports in the auto role, priority1 20
-// and 10, and a ptp4l slave on one Ethernet segment (a bridge): the slave
-// follows the priority1 10 one, and the other timed gives up MASTER for
-// the better clock.
+// and 10, and a ptp4l that may be master too, priority1 15, on one
+// Ethernet segment (a bridge); all three have clock class 248. By the
+// standard's dataset comparison priority1 decides: ptp4l follows the
+// priority1 10 timed, and the other timed gives up MASTER and follows it
+// too, not ptp4l. When the priority1 10 timed stops, ptp4l is the best
+// clock left: it takes over as master and the priority1 20 timed follows
+// it.
 func TestPTPMasterBMCA(t *testing.T) {
 	// Not parallel with the other tests: the PTP tests measure µs, and
 	// so do the NTP tests they would load.
@@ -84,7 +88,8 @@ func TestPTPMasterBMCA(t *testing.T) {
 				"announce_interval: 0, sync_interval: 0}\n", prio, lan[i].Iface)}
 		timeds = append(timeds, startTimed(t, cfg, lan[i].Netns))
 	}
-	slave := peers.StartPtp4l(t, "ptp4l-slave-bmca", lan[2].Netns, lan[2].Iface, "-4", ptp4lSlave...)
+	slave := peers.StartPtp4l(t, "ptp4l-bmca", lan[2].Netns, lan[2].Iface, "-4", "priority1 15",
+		"pi_proportional_const 0.7", "pi_integral_const 0.3")
 	samples := waitLocked(t, slave, timeds[1].Proc, 10, 90*time.Second)
 	rms, n := peers.LockedRMS(samples)
 	t.Logf("ptp4l slave of the priority1 10 timed: %d locked samples, offset RMS %.2f µs", n, rms*1e6)
@@ -102,6 +107,50 @@ func TestPTPMasterBMCA(t *testing.T) {
 	if !hasLog(timeds[0].Output(), "port state", "to", "UNCALIBRATED") {
 		t.Errorf("the priority1 20 timed never took the other as its master:\n%s", timeds[0].Tail(20))
 	}
+	// The priority1 20 timed follows the priority1 10 one, not ptp4l.
+	waitGrandmaster(t, timeds[0], clockID(lan[1]), 10*time.Second)
+
+	// The best clock stops: ptp4l (priority1 15) is the best one left.
+	timeds[1].Stop()
+	stopped := time.Now()
+	waitGrandmaster(t, timeds[0], clockID(lan[2]), 20*time.Second)
+	t.Logf("the priority1 20 timed follows ptp4l %v after the priority1 10 timed stopped", time.Since(stopped).Round(100*time.Millisecond))
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(500 * time.Millisecond) {
+		st := slave.PortState(t)
+		if st == "MASTER" {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("pmc: ptp4l's portState %q, want MASTER once the priority1 10 timed is gone:\n%s", st, slave.Tail(20))
+		}
+	}
+}
+
+// clockID is the clock identity timed and ptp4l make from the MAC address
+// of end's interface, as pmc and timectl print it.
+func clockID(end peers.VethEnd) string {
+	mac := end.MAC
+	return fmt.Sprintf("%02x%02x%02x.fffe.%02x%02x%02x", mac[0], mac[1], mac[2], mac[3], mac[4], mac[5])
+}
+
+// waitGrandmaster waits until tp's only PTP port is SLAVE with the
+// grandmaster gm.
+func waitGrandmaster(t *testing.T, tp *timedProc, gm string, within time.Duration) {
+	t.Helper()
+	var last failoverPort
+	for start := time.Now(); time.Since(start) < within; time.Sleep(200 * time.Millisecond) {
+		var r struct{ Ports []failoverPort }
+		if err := tp.query(t.Context(), &r, "ptp"); err != nil {
+			t.Fatal(err)
+		}
+		if len(r.Ports) == 1 {
+			last = r.Ports[0]
+			if last.State == "SLAVE" && last.Grandmaster == gm {
+				return
+			}
+		}
+	}
+	t.Fatalf("%s: port %+v, want SLAVE with grandmaster %s within %v\n%s", tp.Name(), last, gm, within, tp.Tail(20))
 }
 
 // waitLocked waits until the ptp4l slave has logged at least n locked (s2)
@@ -142,8 +191,7 @@ func checkGrandmaster(t *testing.T, slave *peers.Ptp4l, end peers.VethEnd, class
 	if err != nil {
 		t.Fatalf("pmc GET PARENT_DATA_SET: %v\n%s", err, out)
 	}
-	mac := end.MAC
-	want := fmt.Sprintf("%02x%02x%02x.fffe.%02x%02x%02x", mac[0], mac[1], mac[2], mac[3], mac[4], mac[5])
+	want := clockID(end)
 	gm := regexp.MustCompile(`grandmasterIdentity\s+(\S+)`).FindStringSubmatch(out)
 	cls := regexp.MustCompile(`gm\.ClockClass\s+(\d+)`).FindStringSubmatch(out)
 	if gm == nil || gm[1] != want || cls == nil || cls[1] != class {
