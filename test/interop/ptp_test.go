@@ -63,9 +63,9 @@ func TestPTPClientPtp4l(t *testing.T) {
 		// right after another send. ptp4l's Syncs are mostly cold; timed
 		// warms its event messages first (ptp.warm). timed's estimate
 		// rests on the shortest round trips, which pair ptp4l's fast
-		// Syncs with timed's fast Delay_Reqs: in 3 runs each over UDPv4
-		// and Ethernet before CI it sat +0.17 to +0.28 µs off (0.20–0.28
-		// µs RMS) where ptp4l's slave was 0.48–0.68 µs RMS (3.96 once,
+		// Syncs with timed's fast Delay_Reqs: in 7 runs each over UDPv4
+		// and Ethernet (one CI) it sat +0.13 to +0.41 µs off (0.18–0.41
+		// µs RMS) where ptp4l's slave was 0.48–0.72 µs RMS (3.96 once,
 		// with a late Sync). Before warming, timed's cold Delay_Reqs
 		// put it +0.6 to +1.2 µs off over UDPv4 and it lost half the runs.
 		slack float64
