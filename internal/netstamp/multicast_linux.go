@@ -147,9 +147,10 @@ func (c *MulticastConn) sendOptions(fd int) error {
 // ptp4l master, 7.9 µs median and 21.6 µs at the 90th percentile, against
 // 2.5 and 2.8 µs (and the master's Syncs, from ptp4l, 2.2 and 2.6 µs).
 //
-// The second socket receives nothing: it is connected to notFrom, an address no datagram comes from
-// (the multicast group it sends to), which keeps the kernel from handing
-// it what arrives at the port, and a socket filter drops anything else.
+// The second socket receives nothing: it is connected to notFrom, an
+// address no datagram comes from (the multicast group it sends to), which
+// keeps the kernel from handing it what arrives at the port, and a socket
+// filter drops anything else.
 // Its datagrams keep the port as their source, as masters that answer a
 // request's source expect. IPv4 only: connecting fixes a socket's source
 // address, and an IPv6 interface has several, of different scopes, each

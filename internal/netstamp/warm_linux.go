@@ -17,11 +17,10 @@ const coldAfter = time.Millisecond
 
 // txWarmer runs the kernel's stamped transmit path once on the loopback
 // interface just before a stamped send that comes after a pause (see
-// link.WarmTransmitPath). The code
-// and data of that path (the transmit timestamp, the error queue, the
-// receive backlog) are then in the CPU's caches, and the real frame goes
-// from its timestamp to the wire in about half the time, with a much
-// shorter tail: on the veth above, a stamped datagram to the warmer's own
+// link.WarmTransmitPath). The code and data of that path (the transmit
+// timestamp, the error queue, the receive backlog) are then in the CPU's
+// caches, and the real frame goes from its timestamp to the wire in about
+// half the time, with a much shorter tail: on the veth above, a stamped datagram to the warmer's own
 // loopback address just before each send took the 20 ms-apart sends from
 // 2.6 µs median, p99 3.3–3.8 µs, to 1.3 µs, p99 1.8 µs. A software
 // timestamp is taken before that stretch, so its length and its spread are
